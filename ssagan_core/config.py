@@ -1,0 +1,252 @@
+"""The configs: one frozen dataclass for the model (architecture, loss weights, score) and one for training.
+
+Each ablation axis is one field; its name is also the study-file key and the Parquet column. Variants are made with
+`dataclasses.replace`, never by mutation, so a result row describes exactly what was trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+MODELS = ("ssagan", "skip_ganomaly", "ganomaly", "anogan")
+CONVS = ("dsc", "standard")
+DOWNS = ("maxpool", "strided")
+UPS = ("bilinear", "transposed")
+DEVICES = ("auto", "cpu", "cuda")
+THRESHOLD_RULES = ("val_quantile", "val_f1")
+
+# The fixed architecture of each baseline, in the terms of the four switches (section 2 of the paper: Skip-GANomaly
+# has no attention, plain 4x4 strided convs down and transposed convs up). `None` = free (the paper's model).
+_BASELINE_SWITCHES = {"attention": False, "conv": "standard", "down": "strided", "up": "transposed"}
+_SWITCH_DEFAULTS = {
+    "ssagan": {"attention": True, "conv": "dsc", "down": "maxpool", "up": "bilinear"},
+    "skip_ganomaly": _BASELINE_SWITCHES,
+    "ganomaly": _BASELINE_SWITCHES,
+    "anogan": _BASELINE_SWITCHES,
+}
+# Loss weights (w_adv, w_ctx, w_lat): the paper's section 4.2 for ssagan; the official code's 1/50/1 for the
+# Skip-GANomaly and GANomaly baselines (options.py); AnoGAN trains as a plain GAN (adversarial loss only).
+_LOSS_DEFAULTS = {
+    "ssagan": (0.5, 0.3, 0.2),
+    "skip_ganomaly": (1.0, 50.0, 1.0),
+    "ganomaly": (1.0, 50.0, 1.0),
+    "anogan": (1.0, 0.0, 0.0),
+}
+
+
+def _choice(name: str, value: object, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+def _check(name: str, ok: bool, requirement: str, value: object) -> None:
+    if not ok:
+        raise ValueError(f"{name}: must be {requirement}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network to build and how it is trained and scored. Fields left `None` take the preset's value."""
+
+    model: str = "ssagan"
+    """`ssagan` (the paper's model, built from the switches below), `skip_ganomaly` (the official networks),
+    `ganomaly` (encoder-decoder-encoder), or `anogan` (DCGAN + latent search at test time)."""
+    image_size: int = 64
+    """Input side in pixels, a power of two from 16 (32, 64, 128 and 256 are the tested sizes)."""
+    attention: bool | None = None
+    """SAGAN self-attention after each encoder stage (ssagan: on). Baselines have none."""
+    attention_stages: tuple[int, ...] | None = None
+    """1-based encoder stages that get attention; None = every stage (the paper's setting)."""
+    attention_kv_pool: int = 1
+    """Max-pool keys and values by this factor (the official SAGAN code uses 2); 1 = no pooling."""
+    conv: str | None = None
+    """`dsc` (depthwise 3x3 + pointwise 1x1) or `standard` (3x3) convolutions in the encoder/decoder stages."""
+    down: str | None = None
+    """`maxpool` (2x2) or `strided` (4x4 stride-2 conv) downsampling between encoder stages."""
+    up: str | None = None
+    """`bilinear` or `transposed` (4x4 stride-2 transposed conv) upsampling in the decoder."""
+    w_adv: float | None = None
+    """Weight of the adversarial loss (ssagan 0.5; skip_ganomaly and ganomaly 1)."""
+    w_ctx: float | None = None
+    """Weight of the contextual (L1 reconstruction) loss (ssagan 0.3; skip_ganomaly and ganomaly 50)."""
+    w_lat: float | None = None
+    """Weight of the latent loss (ssagan 0.2; skip_ganomaly and ganomaly 1)."""
+    score_lambda: float = 0.9
+    """Anomaly score = lambda * reconstruction error + (1 - lambda) * latent error (Skip-GANomaly's 0.9)."""
+    base_channels: int = 64
+    """Channels of the first encoder stage (ngf); ssagan doubles them per stage up to `max_channels`."""
+    max_channels: int = 512
+    depth: int = 5
+    """ssagan: number of encoder stages (depth - 1 downsamplings, like U-Net's 4; at most log2(image_size))."""
+    ndf: int = 64
+    """Discriminator width (first conv's channels)."""
+    nz: int = 100
+    """Size of the discriminator's feature vector (skip models) or of the latent code (ganomaly, anogan)."""
+    anogan_steps: int = 500
+    """AnoGAN: latent-search optimisation steps per test image (Schlegl et al. 2017 use 500)."""
+    anogan_lambda: float = 0.1
+    """AnoGAN: weight of the discrimination loss against the residual loss in the latent search."""
+
+    def __post_init__(self) -> None:
+        _choice("model", self.model, MODELS)
+        _check(
+            "image_size",
+            _power_of_two(self.image_size) and self.image_size >= 16,
+            "a power of two >= 16",
+            self.image_size,
+        )
+        for name, default in _SWITCH_DEFAULTS[self.model].items():
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default)
+            elif self.model != "ssagan" and value != default:
+                raise ValueError(
+                    f"{name}: the {self.model} preset is a fixed network ({name}={default!r}); "
+                    f"use model='ssagan' to switch components"
+                )
+        _check("attention", isinstance(self.attention, bool), "true or false", self.attention)
+        _choice("conv", self.conv, CONVS)
+        _choice("down", self.down, DOWNS)
+        _choice("up", self.up, UPS)
+        for name, default in zip(("w_adv", "w_ctx", "w_lat"), _LOSS_DEFAULTS[self.model], strict=True):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, default)
+            else:
+                _check(name, _number(value) and value >= 0, "a finite number >= 0", value)
+                object.__setattr__(self, name, float(value))
+        if self.model == "anogan" and (self.w_ctx or self.w_lat):
+            raise ValueError("w_ctx: anogan trains as a plain GAN; w_ctx and w_lat must be 0")
+        _check(
+            "score_lambda",
+            _number(self.score_lambda) and 0.0 <= self.score_lambda <= 1.0,
+            "a number in [0, 1]",
+            self.score_lambda,
+        )
+        for name in ("base_channels", "max_channels", "ndf", "nz", "anogan_steps"):
+            value = getattr(self, name)
+            _check(name, _integer(value) and value >= 1, "an integer >= 1", value)
+        _check("max_channels", self.max_channels >= self.base_channels, ">= base_channels", self.max_channels)
+        if self.model == "ssagan":
+            max_depth = int(math.log2(self.image_size))  # the deepest stage is at least 2x2
+            _check(
+                "depth",
+                _integer(self.depth) and 2 <= self.depth <= max_depth,
+                f"an integer in [2, {max_depth}] at image_size {self.image_size}",
+                self.depth,
+            )
+        _check("attention_kv_pool", self.attention_kv_pool in (1, 2, 4), "1, 2 or 4", self.attention_kv_pool)
+        if self.attention_stages is not None:
+            stages = tuple(self.attention_stages)
+            ok = len(stages) > 0 and all(_integer(s) and 1 <= s <= self.depth for s in stages)
+            _check(
+                "attention_stages",
+                ok and len(set(stages)) == len(stages),
+                f"distinct stage numbers in 1..{self.depth} (or None for all)",
+                self.attention_stages,
+            )
+            object.__setattr__(self, "attention_stages", tuple(sorted(stages)))
+        _check(
+            "anogan_lambda",
+            _number(self.anogan_lambda) and 0.0 <= self.anogan_lambda <= 1.0,
+            "a number in [0, 1]",
+            self.anogan_lambda,
+        )
+
+    @property
+    def stages_with_attention(self) -> tuple[int, ...]:
+        """1-based ssagan encoder stages that carry a self-attention block."""
+        if not self.attention:
+            return ()
+        return self.attention_stages if self.attention_stages is not None else tuple(range(1, self.depth + 1))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained and evaluated. Defaults follow the paper (Adam 2e-4, beta1 0.5)."""
+
+    iterations: int = 300
+    """Generator/discriminator update steps (the paper trains 10,000)."""
+    batch_size: int = 32
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    input_noise: float = 0.0
+    """Std of Gaussian noise added to the generator's input while training (seeded; 0 = off). The official code
+    adds an uninitialised tensor here; we make it an explicit option."""
+    reinit_d_below: float = 1e-5
+    """Re-initialise the discriminator when its loss falls below this (official Skip-GANomaly/GANomaly); 0 = never."""
+    threshold_rule: str = "val_quantile"
+    """How the decision threshold for accuracy/precision/recall/F1 is chosen, without test labels: `val_quantile`
+    (the `threshold_quantile` quantile of the validation normal images' scores) or `val_f1` (the F1-optimal threshold
+    on the validation split with its synthetic defects)."""
+    threshold_quantile: float = 0.95
+    eval_every: int = 0
+    """Score the validation split every this many iterations and report `val_auc` (0 = only at the end)."""
+    log_every: int = 25
+    """Report losses to the callback every this many iterations (and check them for NaN/inf)."""
+    score_batch_size: int = 64
+    device: str = "auto"
+    """`auto` (CUDA if available), `cpu` or `cuda`."""
+    channels_last: bool = True
+    """NHWC memory layout: 1.4-2x faster convolutions on CPU (measured), neutral to positive on GPU."""
+    amp: bool = False
+    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    compile: bool = False
+    """torch.compile the networks (opt-in: costs compile time, gains vary by device)."""
+    num_threads: int = 0
+    """torch intra-op threads on CPU; 0 = leave as is (Ray sets it from the trial's CPUs)."""
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "batch_size", "log_every", "score_batch_size"):
+            value = getattr(self, name)
+            _check(name, _integer(value) and value >= 1, "an integer >= 1", value)
+        _check("eval_every", _integer(self.eval_every) and self.eval_every >= 0, "an integer >= 0", self.eval_every)
+        _check(
+            "num_threads",
+            _integer(self.num_threads) and self.num_threads >= 0,
+            "an integer >= 0",
+            self.num_threads,
+        )
+        _check("lr", _number(self.lr) and 0 < self.lr < 1, "a number in (0, 1)", self.lr)
+        for name in ("beta1", "beta2"):
+            _check(
+                name,
+                _number(getattr(self, name)) and 0 <= getattr(self, name) < 1,
+                "a number in [0, 1)",
+                getattr(self, name),
+            )
+        _check("input_noise", _number(self.input_noise) and self.input_noise >= 0, "a number >= 0", self.input_noise)
+        _check(
+            "reinit_d_below",
+            _number(self.reinit_d_below) and self.reinit_d_below >= 0,
+            "a number >= 0",
+            self.reinit_d_below,
+        )
+        _choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
+        _check(
+            "threshold_quantile",
+            _number(self.threshold_quantile) and 0 < self.threshold_quantile < 1,
+            "a number in (0, 1)",
+            self.threshold_quantile,
+        )
+        _choice("device", self.device, DEVICES)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _power_of_two(n: object) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0 and n & (n - 1) == 0
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _integer(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)

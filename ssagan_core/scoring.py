@@ -1,0 +1,60 @@
+"""Anomaly scores of a trained model, always in eval mode (BatchNorm uses its running statistics, so an image's
+score does not depend on which other images share its batch, unlike the official code's train-mode scoring)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .anogan import latent_search
+from .config import ModelConfig
+from .data import to_float
+
+
+def score_images(
+    cfg: ModelConfig,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    images: torch.Tensor,
+    batch_size: int,
+    channels_last: bool = False,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Scores of uint8 images (N, 3, H, W) already on the model's device: {"score", and its parts where defined}.
+
+    ssagan / skip_ganomaly: score = lambda * mean((x - G(x))^2) + (1 - lambda) * mean((f(x) - f(G(x)))^2)
+    (Skip-GANomaly's score, section 3.4 of its paper), parts `rec` and `lat`. ganomaly: mean((z - z_hat)^2).
+    anogan: the latent-search loss. Raw scores: nothing is normalised with test-set statistics.
+    """
+    generator.eval()
+    discriminator.eval()
+    z0 = None
+    if cfg.model == "anogan":
+        rng = torch.Generator().manual_seed(seed)
+        z0 = torch.randn(1, cfg.nz, 1, 1, generator=rng).to(images.device)
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(images), batch_size):
+        x = to_float(images[start : start + batch_size])
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for name, value in _score_batch(cfg, generator, discriminator, x, z0).items():
+            parts.setdefault(name, []).append(value.float().cpu())
+    if not parts:
+        return {"score": np.zeros(0, np.float64)}
+    return {name: torch.cat(values).double().numpy() for name, values in parts.items()}
+
+
+def _score_batch(cfg, generator, discriminator, x, z0) -> dict[str, torch.Tensor]:
+    if cfg.model == "anogan":  # needs gradients with respect to z, so it cannot run under inference_mode
+        return {"score": latent_search(generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0)}
+    with torch.inference_mode():
+        if cfg.model == "ganomaly":
+            _, z, z_hat = generator(x)
+            return {"score": (z - z_hat).pow(2).flatten(1).mean(1)}
+        x_hat = generator(x)
+        _, f = discriminator(x)
+        _, f_hat = discriminator(x_hat)
+        rec = (x - x_hat).pow(2).flatten(1).mean(1)
+        lat = (f - f_hat).pow(2).flatten(1).mean(1)
+        return {"score": cfg.score_lambda * rec + (1 - cfg.score_lambda) * lat, "rec": rec, "lat": lat}
