@@ -11,7 +11,7 @@ from .factory import build_discriminator, build_generator, count_parameters
 from .metrics import compute_metrics
 from .scoring import score_images
 from .synthetic import SYNTHETIC_CATEGORIES, SYNTHETIC_DEFECTS, make_synthetic_category
-from .train import Progress, TrainResult, train
+from .training import Progress, TrainResult, train
 
 __all__ = [
     "CONVS",
