@@ -71,7 +71,7 @@ def compute_metrics(
         "recall": float(recall_score(test_labels, predicted, zero_division=0)),
         "f1": float(f1_score(test_labels, predicted, zero_division=0)),
         "threshold": threshold,
-        "threshold_rule": used,
+        "threshold_rule_used": used,
         "f1_max": best_f1_threshold(test_labels, test_scores)[1] if both else math.nan,
         "val_auc": auc_or_nan(val_labels, val_scores),
     }

@@ -48,7 +48,7 @@ class _Scene:
     image: np.ndarray  # (3, H, W) float32, about [0, 1]
     tones: tuple[np.ndarray, ...]  # nominal (3,) colours of the surface that defects lie on: they must contrast
     site: Site  # draws a defect centre on the surface (on the object, for objects), in image coordinates
-    flat: np.ndarray | None = None  # textures: (3,) colour of a patch whose structure is gone (`missing`)
+    flat: np.ndarray | None = None  # textures: (3,) colour of what shows where a chunk is gone (`missing`)
     background: np.ndarray | None = None  # objects: (3, H, W), what a missing piece reveals
     foreground: np.ndarray | None = None  # objects: (3, H, W), the object's own colours
     coverage: np.ndarray | None = None  # objects: (H, W) alpha of the object over the background
@@ -203,10 +203,10 @@ def _render_one(category: str, image_size: int, entropy: list[int], defect: str)
 
 
 def _lighting(image: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-image exposure, a gentle illumination gradient and a slight colour cast."""
-    gain = rng.uniform(0.93, 1.07)
-    gx, gy = rng.uniform(-0.08, 0.08), rng.uniform(-0.08, 0.08)
-    tint = 1 + rng.normal(0, 0.015, (3, 1, 1)).astype(np.float32)
+    """Per-image exposure, a gentle illumination gradient and a slight colour cast: a controlled inspection station."""
+    gain = rng.uniform(0.96, 1.04)
+    gx, gy = rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05)
+    tint = 1 + rng.normal(0, 0.01, (3, 1, 1)).astype(np.float32)
     return image * (gain * (1 + gx * (x - 0.5) + gy * (y - 0.5))) * tint
 
 
@@ -298,7 +298,7 @@ def _paint(colour: np.ndarray, shade: np.ndarray) -> np.ndarray:
 
 
 def _texture_site(rng: np.random.Generator) -> tuple[float, float]:
-    return rng.uniform(0.22, 0.78), rng.uniform(0.22, 0.78)
+    return rng.uniform(0.25, 0.75), rng.uniform(0.25, 0.75)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -307,18 +307,19 @@ def _texture_site(rng: np.random.Generator) -> tuple[float, float]:
 WEAVE_WARP, WEAVE_WEFT = _colour((0.66, 0.58, 0.46)), _colour((0.52, 0.47, 0.40))
 WOOD_EARLY, WOOD_LATE = _colour((0.82, 0.63, 0.42)), _colour((0.50, 0.31, 0.16))
 STEEL = _colour((0.58, 0.59, 0.61))
-NUT_STEEL, NUT_TABLE = _colour((0.62, 0.64, 0.67)), _colour((0.17, 0.27, 0.22))  # on a green cutting mat
+NUT_STEEL, NUT_TABLE = _colour((0.62, 0.64, 0.67)), _colour((0.86, 0.84, 0.76))  # on a pale workbench
 CAPSULE_CAP, CAPSULE_BODY = _colour((0.80, 0.22, 0.12)), _colour((0.92, 0.90, 0.84))
 CAPSULE_TABLE = _colour((0.16, 0.17, 0.18))
 RUST = _colour((0.95, 0.5, 0.22))
 
 
 def _weave(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _Scene:
-    """Plain-woven fabric: 8 threads per image side each way, every thread alternately over and under."""
-    threads = 8.0  # >= 4 px per thread at 32 px, so the weave stays legible
-    u, v = _rotate(x, y, 0.5, 0.5, rng.uniform(-0.05, 0.05))
-    u = u * threads + rng.uniform(0, 2)
-    v = v * threads + rng.uniform(0, 2)
+    """Plain-woven fabric: 6 thick threads per image side each way, every thread alternately over and under."""
+    threads = 6.0  # >= 5 px per thread at 32 px, so the weave stays legible
+    # The web runs through the camera's field square and in register, give or take a sixth of a thread.
+    u, v = _rotate(x, y, 0.5, 0.5, rng.uniform(-0.01, 0.01))
+    u = u * threads + rng.uniform(-0.08, 0.08)
+    v = v * threads + rng.uniform(-0.08, 0.08)
     iu, iv = np.floor(u), np.floor(v)
     fu, fv = u - iu, v - iv
     warp_on_top = (iu + iv) % 2 == 0
@@ -331,38 +332,39 @@ def _weave(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) ->
     twist_freq = threads * 3.2
     yarn = yarn * (1 + 0.1 * _band_limit(twist_freq, aa) * np.cos(2 * math.pi * (across + 3 * along)))
     # Each thread has its own slight thickness/dye irregularity.
-    warp_tone = 1 + 0.06 * rng.standard_normal(64).astype(np.float32)
-    weft_tone = 1 + 0.06 * rng.standard_normal(64).astype(np.float32)
+    warp_tone = 1 + 0.03 * rng.standard_normal(64).astype(np.float32)
+    weft_tone = 1 + 0.03 * rng.standard_normal(64).astype(np.float32)
     tone = np.where(warp_on_top, warp_tone[iu.astype(np.int64) % 64], weft_tone[iv.astype(np.int64) % 64])
     shade = (0.25 + 0.85 * yarn) * tone
     colour = np.where(warp_on_top[None], WEAVE_WARP[:, None, None], WEAVE_WEFT[:, None, None])
     image = colour * shade[None]
     # The dark gaps count as one of the surface's colours: a dark scratch or oil stain would vanish in them.
     tones = (WEAVE_WARP, WEAVE_WEFT, WEAVE_WEFT * 0.3)
-    return _Scene(image=image, tones=tones, site=_texture_site, flat=_colour((0.2, 0.18, 0.16)))
+    return _Scene(image=image, tones=tones, site=_texture_site, flat=_colour((0.05, 0.05, 0.06)))
 
 
 def _wood(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _Scene:
     """Flat-sawn wood: growth rings of a log whose pith lies below the board, warped, with fine fibre streaks."""
-    angle = rng.uniform(-0.06, 0.06)
+    # Boards of one batch, cut alike and laid the same way: the ring pattern shifts and bends only a little.
+    angle = rng.uniform(-0.015, 0.015)
     u, v = _rotate(x, y, 0.5, 0.5, angle)
     # Rings around a pith below the image; stretching x makes the elongated arches of flat-sawn boards.
-    px, py = rng.uniform(-0.2, 0.2), rng.uniform(0.85, 1.1)
+    px, py = rng.uniform(-0.04, 0.04), rng.uniform(0.95, 1.0)
     r = np.hypot(0.6 * (u - px), v - py)
-    warp = 0.2 * _waves(x, y, rng, 4, 0.5, 1.6)
-    rings = r * 7.0 + warp + rng.uniform(0, 1)
+    warp = 0.06 * _waves(x, y, rng, 4, 0.5, 1.2)
+    rings = r * 5.0 + warp + rng.uniform(-0.06, 0.06)  # 5 rings per unit radius: >= 6 px apart at 32 px
     g = rings - np.floor(rings)
     # Broad light earlywood turns into a narrow dark latewood band, which ends sharply at the next ring.
     late = _smoothstep(0.55, 0.95, g) ** 1.5
-    fibre = 0.05 * _waves(x, y, rng, 5, 9.0, 20.0, angle=math.pi / 2 + angle, spread=0.08)  # along the board
-    shade = 1 + fibre + 0.04 * _waves(x, y, rng, 3, 0.5, 1.5)
+    fibre = 0.04 * _waves(x, y, rng, 5, 9.0, 20.0, angle=math.pi / 2 + angle, spread=0.08)  # along the board
+    shade = 1 + fibre + 0.025 * _waves(x, y, rng, 3, 0.5, 1.5)
     image = (WOOD_EARLY[:, None, None] * (1 - late) + WOOD_LATE[:, None, None] * late) * shade
     return _Scene(image=image, tones=(WOOD_EARLY, WOOD_LATE), site=_texture_site, flat=_colour((0.93, 0.84, 0.68)))
 
 
 def _brushed_metal(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _Scene:
     """Brushed steel: fine streaks along x (random profiles across the brushing direction) and a broad sheen."""
-    u, v = _rotate(x, y, 0.5, 0.5, rng.uniform(-0.04, 0.04))
+    u, v = _rotate(x, y, 0.5, 0.5, rng.uniform(-0.01, 0.01))
 
     def streaks(knots: int) -> np.ndarray:
         # A random profile across the streaks, smoothed so it is not pixel noise, wrapped so any offset works.
@@ -373,17 +375,18 @@ def _brushed_metal(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: f
 
     # Long coarse streaks everywhere, finer ones that come and go along the brushing direction.
     fade = 0.5 + 0.5 * np.cos(2 * math.pi * (rng.uniform(0.7, 1.5) * u + rng.uniform(0, 1)))
-    sheen = np.exp(-(((u - rng.uniform(0.3, 0.7)) / 0.35) ** 2))  # anisotropic reflection: a band across the streaks
-    shade = 0.9 + 0.06 * streaks(40) + 0.05 * streaks(90) * fade + 0.18 * sheen
-    return _Scene(image=_paint(STEEL, shade), tones=(STEEL,), site=_texture_site, flat=_colour((0.3, 0.31, 0.33)))
+    sheen = np.exp(-(((u - rng.uniform(-0.04, 0.04)) / 0.35) ** 2))  # anisotropic reflection: a band across streaks
+    shade = 0.9 + 0.04 * streaks(40) + 0.035 * streaks(90) * fade + 0.18 * sheen
+    return _Scene(image=_paint(STEEL, shade), tones=(STEEL,), site=_texture_site, flat=_colour((0.05, 0.05, 0.06)))
 
 
 def _nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _Scene:
     """A hexagon nut seen from above on a dark mat: chamfered corners, countersunk bore, turned face."""
-    cx, cy = 0.5 + rng.normal(0, 0.02), 0.5 + rng.normal(0, 0.02)
-    angle = rng.uniform(-0.1, 0.1)
-    scale = rng.uniform(0.97, 1.03)
-    apothem, bore = 0.3 * scale, 0.13 * scale
+    # Parts arrive in a fixture: they sit within a few thousandths of the image's side of its centre, nearly square.
+    cx, cy = 0.5 + rng.normal(0, 0.006), 0.5 + rng.normal(0, 0.006)
+    angle = rng.uniform(-0.03, 0.03)
+    scale = rng.uniform(0.99, 1.01)
+    apothem, bore = 0.3 * scale, 0.12 * scale
 
     def signed_distance(px: np.ndarray, py: np.ndarray) -> np.ndarray:
         hexagon = np.maximum(np.abs(px), np.maximum(np.abs(0.5 * px + 0.866 * py), np.abs(0.5 * px - 0.866 * py)))
@@ -402,7 +405,7 @@ def _nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _
     shade = shade * (1 - countersink) + (0.55 - 0.3 * toward_light) * countersink  # the far wall faces the light
     foreground = _paint(NUT_STEEL, shade)
 
-    table = 1 + 0.03 * _waves(x, y, rng, 3, 1.0, 3.0)
+    table = 1 + 0.02 * _waves(x, y, rng, 3, 1.0, 3.0)
     sx, sy = _rotate(x - 0.02, y - 0.025, cx, cy, angle)  # shadow cast down-right, away from the light
     shadow = 0.35 * np.clip(0.5 - signed_distance(sx, sy) / 0.03, 0, 1)
     background = _paint(NUT_TABLE, table * (1 - shadow))
@@ -414,7 +417,7 @@ def _nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _
         return cx + c * lx - s * ly, cy + s * lx + c * ly
 
     def site(rng: np.random.Generator) -> tuple[float, float]:
-        return to_image(rng.uniform(0.19, 0.25) * scale, rng.uniform(0, 2 * math.pi))
+        return to_image(rng.uniform(0.19, 0.23) * scale, rng.uniform(0, 2 * math.pi))
 
     def edge_site(rng: np.random.Generator) -> tuple[float, float]:
         phi = rng.uniform(0, 2 * math.pi)
@@ -435,10 +438,10 @@ def _nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _
 
 def _capsule(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _Scene:
     """A two-coloured gelatin capsule lying on a dark table, lit from the top left."""
-    cx, cy = 0.5 + rng.normal(0, 0.02), 0.5 + rng.normal(0, 0.02)
-    angle = rng.uniform(-0.08, 0.08)
-    scale = rng.uniform(0.97, 1.03)
-    half, radius = 0.25 * scale, 0.14 * scale  # half length of the straight part, and the radius
+    cx, cy = 0.5 + rng.normal(0, 0.006), 0.5 + rng.normal(0, 0.006)  # in a fixture, like the nut
+    angle = rng.uniform(-0.02, 0.02)
+    scale = rng.uniform(0.99, 1.01)
+    half, radius = 0.24 * scale, 0.16 * scale  # half length of the straight part, and the radius
 
     def signed_distance(px: np.ndarray, py: np.ndarray) -> np.ndarray:
         return np.hypot(px - np.clip(px, -half, half), py) - radius
@@ -460,7 +463,7 @@ def _capsule(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) 
     groove = 1 - 0.35 * np.exp(-(((px - seam) / 0.008) ** 2))  # the cap's rim casts a thin line
     foreground = colour * ((0.3 + 0.75 * lambert) * groove)[None] + 0.45 * specular[None]
 
-    table = 1 + 0.05 * _waves(x, y, rng, 3, 1.0, 3.0)
+    table = 1 + 0.02 * _waves(x, y, rng, 3, 1.0, 3.0)
     sx, sy = _rotate(x - 0.02, y - 0.025, cx, cy, angle)
     shadow = 0.5 * np.clip(0.5 - signed_distance(sx, sy) / 0.03, 0, 1)
     background = _paint(CAPSULE_TABLE, table * (1 - shadow))
@@ -471,7 +474,7 @@ def _capsule(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) 
         return cx + c * lx - s * ly, cy + s * lx + c * ly
 
     def site(rng: np.random.Generator) -> tuple[float, float]:
-        return to_image(rng.uniform(-half - 0.3 * radius, half + 0.3 * radius), rng.uniform(-0.5, 0.5) * radius)
+        return to_image(rng.uniform(-half - 0.2 * radius, half + 0.2 * radius), rng.uniform(-0.4, 0.4) * radius)
 
     def edge_site(rng: np.random.Generator) -> tuple[float, float]:
         if rng.uniform() < 0.25:  # an end of the capsule
@@ -518,9 +521,9 @@ def _contrasting(
 
 
 def _scratch(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> Painted:
-    """A thin curved line, tapering at both ends: an arc of a circle, brighter or darker than the surface."""
+    """A long gouge, tapering at both ends: an arc of a circle, much brighter or darker than the surface."""
     cx, cy = scene.site(rng)
-    length, width = rng.uniform(0.14, 0.26), rng.uniform(0.025, 0.04)
+    length, width = rng.uniform(0.26, 0.38), rng.uniform(0.06, 0.08)  # 8-12 px long, 2-2.5 px wide at 32 px
     heading = rng.uniform(0, 2 * math.pi)
     bend = length * rng.uniform(0.7, 2.5) * _sign(rng)  # radius of the arc, signed: curving left or right
     ox, oy = cx - bend * math.sin(heading), cy + bend * math.cos(heading)  # the arc's centre
@@ -531,9 +534,9 @@ def _scratch(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generat
     t = np.clip(t, -span, span)
     r = abs(bend)
     d = np.hypot(x - (ox + r * np.cos(a0 + t)), y - (oy + r * np.sin(a0 + t)))
-    half_width = 0.5 * width * np.sqrt(1 - 0.85 * (t / span) ** 2)
+    half_width = 0.5 * width * np.sqrt(1 - 0.7 * (t / span) ** 2)
     alpha = _on_surface(scene, _fill(d - half_width, aa))
-    change = _contrasting(scene, {"dark": lambda c: c * 0.25, "bright": lambda c: c * 0.2 + 0.85}, rng)
+    change = _contrasting(scene, {"dark": lambda c: c * 0.15, "bright": lambda c: c * 0.1 + 0.9}, rng)
     target = change(scene.image)
     return scene.image + (target - scene.image) * alpha[None], alpha
 
@@ -541,13 +544,13 @@ def _scratch(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generat
 def _hole(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> Painted:
     """A round pit: a dark floor, the inner wall facing the light lit up."""
     cx, cy = scene.site(rng)
-    radius = rng.uniform(0.028, 0.05)
+    radius = rng.uniform(0.065, 0.085)  # 4-5.5 px across at 32 px
     dx, dy = x - cx, y - cy
     d = np.hypot(dx, dy) + 1e-6
     alpha = _on_surface(scene, _fill(d - radius, aa))
     # Inside a pit the wall away from the light faces it; the floor and the near wall are in shadow.
     lit = np.clip(-(dx * LX + dy * LY) / d, 0, 1) * np.clip(d / radius, 0, 1) ** 2
-    target = scene.image * (0.12 + 0.45 * lit)[None]
+    target = scene.image * (0.06 + 0.4 * lit)[None]
     return scene.image + (target - scene.image) * alpha[None], alpha
 
 
@@ -555,14 +558,16 @@ def _stain(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
     """A soft irregular discoloured blob (oil, rust or bleach), darker at its rim where the pigment collects."""
     cx, cy = scene.site(rng)
     dx, dy = x - cx, y - cy
-    q = np.hypot(dx, dy) / _blob_radius(np.arctan2(dy, dx), rng.uniform(0.045, 0.075), rng, (2, 3, 4), 0.14)
-    shape = np.clip((1.3 - q) / 0.6, 0, 1)  # 1 inside, soft edge, 0.5 on the outline
-    rim = 1 + 0.3 * np.exp(-(((q - 0.95) / 0.12) ** 2))
-    opacity = np.clip(rng.uniform(0.75, 0.95) * shape * rim, 0, 1)
+    d = np.hypot(dx, dy)
+    outline = _blob_radius(np.arctan2(dy, dx), rng.uniform(0.08, 0.11), rng, (2, 3, 4), 0.12)
+    # 1 inside, 0.5 on the outline, a soft edge of fixed width (so a big stain's fringe is no wider than a small one's)
+    shape = np.clip(0.5 + (outline - d) / 0.04, 0, 1)
+    rim = 1 + 0.3 * np.exp(-(((d / outline - 0.92) / 0.1) ** 2))
+    opacity = np.clip(rng.uniform(0.85, 0.95) * shape * rim, 0, 1)
     stains = {
-        "oil": lambda c: c * 0.35,
-        "rust": lambda c: c * _per_channel(RUST, c) * 0.9 + 0.05,
-        "bleach": lambda c: c * 0.3 + 0.72,
+        "oil": lambda c: c * 0.25,
+        "rust": lambda c: c * 0.3 + _per_channel(RUST, c) * 0.55,
+        "bleach": lambda c: c * 0.2 + 0.8,
     }
     target = _contrasting(scene, stains, rng)(scene.image)
     opacity = _on_surface(scene, opacity)
@@ -570,16 +575,17 @@ def _stain(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
 
 
 def _missing(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> Painted:
-    """Objects: a bite out of the outline, showing the table. Textures: a patch where the structure is gone."""
+    """Objects: a bite out of the outline, showing the table. Textures: a torn-out or chipped-out chunk, showing
+    what lies beneath (the dark backing of a web or sheet, the pale fresh wood of a board)."""
     if scene.edge_site is not None:  # an object
         cx, cy = scene.edge_site(rng)
-        bite = _fill(np.hypot(x - cx, y - cy) - rng.uniform(0.06, 0.09), aa)
+        bite = _fill(np.hypot(x - cx, y - cy) - rng.uniform(0.1, 0.13), aa)
         alpha = scene.coverage * bite
         image = scene.image + (scene.background - scene.foreground) * alpha[None]
         return image, alpha
     cx, cy = scene.site(rng)
     dx, dy = x - cx, y - cy
-    radius = _blob_radius(np.arctan2(dy, dx), rng.uniform(0.05, 0.08), rng, (2, 3), 0.2)
+    radius = _blob_radius(np.arctan2(dy, dx), rng.uniform(0.08, 0.11), rng, (2, 3, 5), 0.15)
     alpha = _fill(np.hypot(dx, dy) - radius, aa)
     target = _paint(scene.flat, 1 + 0.05 * _waves(x, y, rng, 3, 2.0, 5.0))
     return scene.image + (target - scene.image) * alpha[None], alpha
@@ -589,14 +595,14 @@ def _foreign(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generat
     """A small fragment of another material lying on the surface: irregular, elongated, its own colour and grain."""
     cx, cy = scene.site(rng)
     u, v = _rotate(x, y, cx, cy, rng.uniform(0, math.pi))
-    u = u / rng.uniform(1.0, 1.8)  # elongated along its own axis
+    u = u / rng.uniform(1.2, 2.0)  # elongated along its own axis
     r = np.hypot(u, v) + 1e-6
-    alpha = _fill(r - _blob_radius(np.arctan2(v, u), rng.uniform(0.03, 0.05), rng, (3, 4, 6), 0.15), aa)
+    alpha = _fill(r - _blob_radius(np.arctan2(v, u), rng.uniform(0.055, 0.07), rng, (3, 4, 6), 0.15), aa)
     # A colour far from every colour of the surface, so the particle contrasts wherever it lies.
     distance = np.min([np.abs(FOREIGN_COLOURS - t).sum(axis=1) for t in scene.tones], axis=0)
     colour = FOREIGN_COLOURS[rng.choice(np.flatnonzero(distance >= np.sort(distance)[-2]))]
     grain = 1 + 0.12 * _waves(x, y, rng, 4, 12.0, 24.0)
-    relief = 1 + 6.0 * ((x - cx) * LX + (y - cy) * LY)  # the side towards the light is lit
+    relief = 1 + 3.0 * ((x - cx) * LX + (y - cy) * LY)  # the side towards the light is lit
     target = _paint(colour, np.clip(grain * relief, 0.4, 1.5))
     return scene.image + (target - scene.image) * alpha[None], alpha
 

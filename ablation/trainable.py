@@ -1,0 +1,99 @@
+"""The Ray Tune trainable: a thin adapter from a Tune trial to `ssagan_core.train`.
+
+It takes its category's arrays from the object store, trains on the device Ray gave it (CUDA when the trial holds a
+GPU share, else CPU with torch threads = the trial's CPUs), reports progress with `ray.tune.report`, checkpoints
+for retries, and ends with one report whose checkpoint holds the trial's row, per-image scores and history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+import torch
+from ray import tune
+
+from ssagan_core import train
+from ssagan_core.training import Progress
+
+from .design import TrialSpec
+from .results import OK, history_frame, host, make_row, now, scores_frame
+
+STATE_FILE, ROW_FILE = "state.pt", "row.json"
+SCORES_PART, HISTORY_PART = "scores.parquet", "history.parquet"
+
+
+def run_trial(config: dict[str, Any], *, specs: Any, data_refs: dict[str, Any], context: dict[str, Any]) -> None:
+    """Tune function trainable. `specs(config) -> TrialSpec` maps Tune's config to the trial to run."""
+    spec: TrialSpec = specs(config)
+    data = ray.get(data_refs[spec.category])
+    cpus, gpus = context["cpus_per_trial"], context["gpus_per_trial"]
+    device = "cuda" if gpus > 0 else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the trial was given a GPU share but CUDA is not available on its node")
+    threads = max(1, int(cpus))
+    torch.set_num_threads(threads)
+    train_cfg = dataclasses.replace(spec.train, device=device, num_threads=threads)
+
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a retry: continue from the last saved state
+        with checkpoint.as_directory() as d:
+            if (Path(d) / STATE_FILE).exists():
+                resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+    started = now()
+    last_save = time.monotonic()
+
+    def report(p: Progress) -> None:
+        nonlocal last_save
+        metrics = {"iteration": p.iteration, "images_per_second": p.images_per_second, **p.losses}
+        if p.val_auc is not None and math.isfinite(p.val_auc):
+            metrics["val_auc"] = p.val_auc
+        if p.iteration < p.iterations and time.monotonic() - last_save >= context["checkpoint_seconds"]:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(p.state(), Path(d) / STATE_FILE)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            last_save = time.monotonic()
+        else:
+            tune.report(metrics)
+
+    result = train(spec.model, train_cfg, data, spec.seed, callback=report, resume=resume)
+
+    trial_id = tune.get_context().get_trial_id()
+    row = make_row(
+        spec,
+        context,
+        OK,
+        result.metrics,
+        trial_id=trial_id,
+        node=ray.get_runtime_context().get_node_id()[:12],
+        host=host(),
+        started_at=started,
+        cpus=cpus,
+        gpus=gpus,
+    )
+    if device == "cuda":
+        row["device"] = f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
+    scores = [
+        scores_frame(spec.key, trial_id, "test", data.test, result.test_scores),
+        scores_frame(spec.key, trial_id, "val", data.val, result.val_scores),
+    ]
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, ROW_FILE).write_text(json.dumps(row, default=_jsonable))
+        pd.concat(scores, ignore_index=True).to_parquet(Path(d) / SCORES_PART, index=False)
+        history_frame(spec.key, trial_id, result.history).to_parquet(Path(d) / HISTORY_PART, index=False)
+        final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        tune.report({**final, "done": 1}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

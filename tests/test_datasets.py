@@ -1,0 +1,538 @@
+"""Datasets on disk: miniature MVTec, KolektorSDD, folder and ELPV trees made with Pillow, loaded for real.
+
+Counts, labels, masks aligned with their images, split sizes and determinism, the decode-once cache (hit, invalidated,
+never half-written) and a one-line `DatasetError` naming the path for each bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ssagan_core import image_cache, loaders
+from ssagan_core.data import GOOD
+from ssagan_core.datasets import DataConfig, DatasetError, load_category, resolve_categories
+
+SIZE = 16  # model input side: sources are 32 px (2x down) or non-square strips
+RECT = (8, 12, 20, 24)  # (top, left, bottom, right) of the bright defect in a 32 px source image
+
+
+def _picture(h: int, w: int, seed: int, rect: tuple[int, int, int, int] | None = None, grey: bool = False):
+    """A dark image with a per-image level (so images differ), and a bright rectangle where the defect is."""
+    level = 20 + 3 * seed
+    pixels = np.full((h, w) if grey else (h, w, 3), level, np.uint8)
+    if not grey:
+        pixels[..., 1] = level // 2  # colour: the channels differ
+    mask = np.zeros((h, w), np.uint8)
+    if rect is not None:
+        top, left, bottom, right = rect
+        pixels[top:bottom, left:right] = 250
+        mask[top:bottom, left:right] = 255
+    return pixels, mask
+
+
+def _save(path: pathlib.Path, pixels: np.ndarray) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _mvtec_category(root: pathlib.Path, category: str, grey: bool, n_train: int = 5) -> None:
+    base = root / category
+    for i in range(n_train):
+        _save(base / "train" / "good" / f"{i:03d}.png", _picture(32, 32, i, grey=grey)[0])
+    for i in range(2):
+        _save(base / "test" / "good" / f"{i:03d}.png", _picture(32, 32, 10 + i, grey=grey)[0])
+    for defect, n in (("crack", 2), ("hole", 1)):
+        for i in range(n):
+            pixels, mask = _picture(32, 32, 20 + i, RECT, grey=grey)
+            _save(base / "test" / defect / f"{i:03d}.png", pixels)
+            _save(base / "ground_truth" / defect / f"{i:03d}_mask.png", mask)
+
+
+@pytest.fixture
+def mvtec(tmp_path: pathlib.Path) -> pathlib.Path:
+    """bottle (colour) and grid (grey): 5 train, 2 good test, 3 defective test (crack x2, hole x1) with masks."""
+    root = tmp_path / "mvtec"
+    _mvtec_category(root, "bottle", grey=False)
+    _mvtec_category(root, "grid", grey=True)
+    (root / "license.txt").write_text("not a category")
+    return root
+
+
+@pytest.fixture
+def kolektor(tmp_path: pathlib.Path) -> pathlib.Path:
+    """Two commutators of 4 grey 20 x 50 strips (JPEG) with .bmp masks; kos01/Part1 and kos02/Part3 defective."""
+    root = tmp_path / "kolektor"
+    for part, defective in (("kos01", {1}), ("kos02", {3})):
+        for k in range(4):
+            pixels, mask = _picture(50, 20, k, (30, 4, 42, 16) if k in defective else None, grey=True)
+            _save(root / part / f"Part{k}.jpg", pixels)
+            _save(root / part / f"Part{k}_label.bmp", mask)
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path: pathlib.Path) -> pathlib.Path:
+    """Skip-GANomaly layout of 48 x 24 (non-square) colour images; the abnormal ones have masks in ground_truth."""
+    root = tmp_path / "my_parts"
+    for i in range(4):
+        _save(root / "train" / "0.normal" / f"n{i}.png", _picture(24, 48, i)[0])
+    _save(root / "test" / "0.normal" / "n9.jpg", _picture(24, 48, 9)[0])
+    for i in range(2):
+        pixels, mask = _picture(24, 48, 5 + i, (4, 24, 20, 44))
+        _save(root / "test" / "1.abnormal" / f"a{i}.png", pixels)
+        _save(root / "ground_truth" / "1.abnormal" / f"a{i}.png", mask)
+    return root
+
+
+def _cfg(kind: str, root: pathlib.Path | None, tmp_path: pathlib.Path, **kw) -> DataConfig:
+    return DataConfig(
+        kind=kind, root=None if root is None else str(root), image_size=SIZE, cache_dir=str(tmp_path / "cache"), **kw
+    )
+
+
+def _entries(tmp_path: pathlib.Path) -> list[str]:
+    """Everything in the cache, temporary folders included."""
+    cache = tmp_path / "cache"
+    return sorted(str(p.relative_to(cache)) for p in cache.glob("*/*")) if cache.exists() else []
+
+
+def _assert_masks_aligned(images: np.ndarray, masks: np.ndarray, exact: bool = False) -> None:
+    """The masked pixels are the bright defect: the mask covers what is brighter than half-way (up to the pixels a
+    resize blends at the defect's edge, unless `exact`)."""
+    brightness = images.astype(np.float32).mean(axis=1)  # (N, H, W)
+    for image, mask in zip(brightness, masks, strict=True):
+        inside = mask.astype(bool)
+        bright = image > (image.max() + image.min()) / 2
+        overlap = (bright & inside).sum() / (bright | inside).sum()
+        assert overlap == 1 if exact else overlap > 0.6, overlap
+        assert image[inside].mean() > image[~inside].mean() + 100
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MVTec AD
+
+
+def test_mvtec_counts_labels_masks_and_paths(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    data = load_category(_cfg("mvtec", mvtec, tmp_path, val_fraction=0.2), "bottle")
+    assert (data.dataset, data.category, data.image_size) == ("mvtec", "bottle", SIZE)
+    assert len(data.train) == 4 and data.train.masks is None  # 5 normal images, 1 held out for validation
+    assert len(data.val) == 2 and data.val.labels.tolist() == [0, 1]  # the held-out normal and its synthetic defect
+    test = data.test
+    assert test.images.shape == (5, 3, SIZE, SIZE) and test.images.dtype == np.uint8
+    assert test.labels.tolist() == [0, 0, 1, 1, 1]
+    assert test.defects == (GOOD, GOOD, "crack", "crack", "hole")
+    assert test.paths[2] == str(mvtec.resolve() / "bottle" / "test" / "crack" / "000.png")
+    assert all(os.path.isabs(p) for p in test.paths + data.train.paths)
+    assert test.masks.shape == (5, SIZE, SIZE) and set(np.unique(test.masks)) == {0, 1}
+    assert test.masks[:2].sum() == 0  # good images: empty masks
+    _assert_masks_aligned(test.images[2:], test.masks[2:], exact=True)  # a 2x downscale of an even-aligned defect
+    # Nothing refers to the cache's read-only memory maps.
+    for array in (data.train.images, data.val.images, test.images, test.masks):
+        assert not isinstance(array, np.memmap) and array.flags.writeable
+
+
+def test_grey_images_become_three_equal_channels(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    data = load_category(_cfg("mvtec", mvtec, tmp_path), "grid")
+    images = data.test.images
+    assert images.shape[1] == 3 and (images[:, 0] == images[:, 1]).all() and (images[:, 1] == images[:, 2]).all()
+    colour = load_category(_cfg("mvtec", mvtec, tmp_path), "bottle").test.images
+    assert (colour[:, 0] != colour[:, 1]).any()
+
+
+def test_all_expands_to_the_categories_on_disk(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    assert resolve_categories(_cfg("mvtec", mvtec, tmp_path)) == ("bottle", "grid")  # license.txt is no category
+    assert resolve_categories(_cfg("mvtec", mvtec, tmp_path, categories=("grid",))) == ("grid",)
+    with pytest.raises(DatasetError, match=r"'carpet' not found under .*mvtec; available: bottle, grid"):
+        resolve_categories(_cfg("mvtec", mvtec, tmp_path, categories=("grid", "carpet")))
+    with pytest.raises(DatasetError, match=r"'carpet' not found .*available: bottle, grid"):
+        load_category(_cfg("mvtec", mvtec, tmp_path), "carpet")
+    assert "metal_nut" in loaders.MVTEC_CATEGORIES and len(loaders.MVTEC_CATEGORIES) == 15
+
+
+def test_root_expands_user_and_variables(mvtec: pathlib.Path, tmp_path: pathlib.Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    assert resolve_categories(_cfg("mvtec", "~/mvtec", tmp_path)) == ("bottle", "grid")
+    assert resolve_categories(_cfg("mvtec", "${DATA_DIR}/mvtec", tmp_path)) == ("bottle", "grid")
+    monkeypatch.delenv("DATA_DIR")
+    with pytest.raises(DatasetError, match=r"dataset.root: environment variable DATA_DIR is not set"):
+        resolve_categories(_cfg("mvtec", "${DATA_DIR}/mvtec", tmp_path))
+
+
+def test_a_category_without_ground_truth_has_no_masks(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    shutil.rmtree(mvtec / "grid" / "ground_truth")
+    test = load_category(_cfg("mvtec", mvtec, tmp_path), "grid").test
+    assert test.masks is None and test.labels.tolist() == [0, 0, 1, 1, 1]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The validation split and the decode-once cache
+
+
+def test_split_sizes_and_determinism(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    cfg = _cfg("mvtec", mvtec, tmp_path, val_fraction=0.4, split_seed=3)
+    a, b = load_category(cfg, "bottle"), load_category(cfg, "bottle")
+    assert (len(a.train), len(a.val)) == (3, 4)  # 2 of 5 normals held out, each with a synthetic-defect copy
+    assert a.train.paths == b.train.paths and a.val.paths == b.val.paths
+    assert np.array_equal(a.val.images, b.val.images)
+    held_out = {p for p in a.val.paths if "#" not in p}
+    assert held_out.isdisjoint(a.train.paths) and len(held_out | set(a.train.paths)) == 5
+    splits = {load_category(replace(cfg, split_seed=s), "bottle").train.paths for s in range(6)}
+    assert len(splits) > 1  # the seed chooses the held-out images
+
+
+def _count_decodes(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    decode = image_cache.decode_layout
+
+    def counting(layout, *args):
+        calls.append(len(layout.sources))
+        return decode(layout, *args)
+
+    monkeypatch.setattr(image_cache, "decode_layout", counting)
+    return calls
+
+
+def test_cache_is_hit_the_second_time(mvtec: pathlib.Path, tmp_path: pathlib.Path, monkeypatch) -> None:
+    calls = _count_decodes(monkeypatch)
+    cfg = _cfg("mvtec", mvtec, tmp_path)
+    first = load_category(cfg, "bottle")
+    second = load_category(cfg, "bottle")
+    assert calls == [10]  # 5 train + 5 test images, decoded once
+    assert np.array_equal(first.test.images, second.test.images) and np.array_equal(first.test.masks, second.test.masks)
+    assert np.array_equal(first.train.images, second.train.images)
+    for array in (second.train.images, second.val.images, second.test.images, second.test.masks):
+        assert not isinstance(array, np.memmap) and array.flags.writeable  # copies, not the cache's memory map
+    (entry,) = _entries(tmp_path)
+    assert entry.startswith(f"mvtec/bottle-{SIZE}px-stretch-")
+    load_category(replace(cfg, image_size=32), "bottle")  # another size: another entry
+    assert calls == [10, 10] and len(_entries(tmp_path)) == 2
+
+
+def test_cache_is_invalidated_when_a_file_changes(mvtec: pathlib.Path, tmp_path: pathlib.Path, monkeypatch) -> None:
+    calls = _count_decodes(monkeypatch)
+    cfg = _cfg("mvtec", mvtec, tmp_path)
+    before = load_category(cfg, "bottle").test
+    _save(mvtec / "bottle" / "test" / "good" / "000.png", np.full((32, 32, 3), 200, np.uint8))
+    after = load_category(cfg, "bottle").test
+    assert calls == [10, 10]
+    assert before.images[0].max() < 100 and (after.images[0] == 200).all()
+    assert len(_entries(tmp_path)) == 1  # the stale entry is deleted
+    _save(mvtec / "bottle" / "train" / "good" / "005.png", _picture(32, 32, 5)[0])  # an added file
+    data = load_category(cfg, "bottle")
+    assert calls == [10, 10, 11] and len(data.train) + len(data.val) // 2 == 6
+
+
+def test_a_failed_decode_writes_nothing(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """The last file of the category is truncated: every other image decoded, and still no entry."""
+    last = mvtec / "bottle" / "test" / "hole" / "000.png"
+    last.write_bytes(last.read_bytes()[:-30])
+    with pytest.raises(DatasetError, match="cannot read image"):
+        load_category(_cfg("mvtec", mvtec, tmp_path), "bottle")
+    assert _entries(tmp_path) == []
+
+
+def test_a_failed_cache_write_leaves_nothing_and_still_loads(
+    mvtec: pathlib.Path, tmp_path: pathlib.Path, monkeypatch
+) -> None:
+    save = np.save
+
+    def save_images_then_fail(path, array):
+        if str(path).endswith("masks.npy"):
+            raise OSError(28, "No space left on device")
+        save(path, array)
+
+    monkeypatch.setattr(image_cache.np, "save", save_images_then_fail)
+    with pytest.warns(UserWarning, match="could not write the image cache"):
+        data = load_category(_cfg("mvtec", mvtec, tmp_path), "bottle")
+    assert len(data.test) == 5
+    assert _entries(tmp_path) == []  # neither an entry nor its temporary folder
+
+
+def test_a_corrupt_cache_entry_is_rebuilt(mvtec: pathlib.Path, tmp_path: pathlib.Path, monkeypatch) -> None:
+    cfg = _cfg("mvtec", mvtec, tmp_path)
+    first = load_category(cfg, "bottle").test.images
+    (entry,) = _entries(tmp_path)
+    images = tmp_path / "cache" / entry / "images.npy"
+    images.write_bytes(images.read_bytes()[:200])
+    calls = _count_decodes(monkeypatch)
+    with pytest.warns(UserWarning, match="unreadable"):
+        again = load_category(cfg, "bottle").test.images
+    assert calls == [10] and np.array_equal(first, again)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# KolektorSDD, folder layout, ELPV
+
+
+def test_kolektor_protocol(kolektor: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    cfg = _cfg("kolektor", kolektor, tmp_path, val_fraction=0.2)
+    assert resolve_categories(cfg) == ("kolektor",)
+    data = load_category(cfg, "kolektor")
+    test = data.test
+    # 8 strips, 2 with a defect in their .bmp mask: both defective ones are test images; 6 good ones split 80/20.
+    assert test.labels.sum() == 2 and len(test) == 2 + 1
+    defective = {
+        pathlib.Path(p).relative_to(kolektor.resolve()).as_posix()
+        for p, label in zip(test.paths, test.labels, strict=True)
+        if label
+    }
+    assert defective == {"kos01/Part1.jpg", "kos02/Part3.jpg"}
+    assert set(test.defects) == {GOOD, "defect"} and len(data.train) + len(data.val) // 2 == 5
+    assert int(data.train.labels.sum()) == 0
+    _assert_masks_aligned(test.images[test.labels == 1], test.masks[test.labels == 1])
+    assert test.masks[test.labels == 0].sum() == 0
+    assert load_category(cfg, "kolektor").test.paths == test.paths  # deterministic
+    good_tests = set()
+    for seed in range(8):  # the seed picks the good test image; the defective ones are always there
+        other = load_category(replace(cfg, split_seed=seed), "kolektor").test
+        assert other.labels.sum() == 2 and len(other) == 3
+        good_tests.add(other.paths[int(np.flatnonzero(other.labels == 0)[0])])
+    assert len(good_tests) > 1
+
+
+def test_kolektor_label_comes_from_the_full_resolution_mask(kolektor: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """A one-pixel defect vanishes at the model's size; the image is still defective."""
+    mask = np.zeros((50, 20), np.uint8)
+    mask[25, 9] = 255
+    _save(kolektor / "kos01" / "Part0_label.bmp", mask)
+    test = load_category(_cfg("kolektor", kolektor, tmp_path), "kolektor").test
+    i = test.paths.index(str(kolektor.resolve() / "kos01" / "Part0.jpg"))
+    assert test.labels[i] == 1 and test.defects[i] == "defect" and test.masks[i].sum() == 0
+    assert test.labels.sum() == 3
+
+
+@pytest.mark.parametrize("resize", ["stretch", "pad"])
+def test_folder_layout_non_square_images(folder: pathlib.Path, tmp_path: pathlib.Path, resize: str) -> None:
+    cfg = _cfg("folder", folder, tmp_path, resize=resize, val_fraction=0.25)
+    assert resolve_categories(cfg) == ("my_parts",)
+    data = load_category(cfg, "my_parts")
+    assert (len(data.train), len(data.val), len(data.test)) == (3, 2, 3)
+    assert data.test.labels.tolist() == [0, 1, 1] and data.test.defects == (GOOD, "defect", "defect")
+    _assert_masks_aligned(data.test.images[1:], data.test.masks[1:])
+    image = data.test.images[0]  # 48 x 24 source: stretched to fill, or 16 x 8 in the middle, edge rows repeated
+    assert image.shape == (3, SIZE, SIZE)
+    if resize == "pad":
+        assert (data.test.masks[1:, :4].sum(), data.test.masks[1:, 12:].sum()) == (0, 0)  # no defect in the padding
+        assert (data.test.images[1:, :, :4] == data.test.images[1:, :, 4:5]).all()  # repeats the edge row
+    else:
+        # Rows 4..19 of 24 and columns 24..43 of 48, sampled at pixel centres: rows 3..12 and columns 8..14 of 16.
+        assert data.test.masks[1:, 3:13, 8:15].all() and data.test.masks[1:].sum() == 2 * 10 * 7
+
+
+def test_folder_masks_are_optional(folder: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    shutil.rmtree(folder / "ground_truth")
+    test = load_category(_cfg("folder", folder, tmp_path), "my_parts").test
+    assert test.masks is None and test.labels.tolist() == [0, 1, 1]
+
+
+def test_sixteen_bit_images_are_scaled_to_eight(folder: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    deep = np.full((24, 48), 40000, np.uint16)
+    Image.fromarray(deep).save(folder / "test" / "0.normal" / "n9.png")
+    (folder / "test" / "0.normal" / "n9.jpg").unlink()
+    test = load_category(_cfg("folder", folder, tmp_path), "my_parts").test
+    assert (test.images[0] == 40000 // 257).all()
+
+
+def _elpv_subset(tmp_path: pathlib.Path, per_grade: int = 3) -> pathlib.Path:
+    """A copy of a few real ELPV cells of each type and grade, with their own labels.csv."""
+    package = loaders.elpv_root(None)
+    root = tmp_path / "elpv"
+    (root / "images").mkdir(parents=True)
+    kept, counts = [], {}
+    for line in (package / "labels.csv").read_text().splitlines():
+        image, p, cell_type = line.split()
+        key = (cell_type, p)
+        if counts.get(key, 0) < per_grade:
+            counts[key] = counts.get(key, 0) + 1
+            shutil.copy(package / image, root / image)
+            kept.append(line)
+    (root / "labels.csv").write_text("\n".join(kept) + "\n")
+    return root
+
+
+def test_elpv_real_cells(tmp_path: pathlib.Path) -> None:
+    package = _cfg("elpv", None, tmp_path)
+    assert resolve_categories(package) == ("mono", "poly")
+    mono = loaders.read_elpv(loaders.elpv_root(None), "mono")  # the whole package, listed only
+    defects = [s.defect for s in mono.sources]
+    assert (defects.count(GOOD), defects.count("p0.67"), defects.count("p1.0")) == (588, 56, 313)
+
+    root = _elpv_subset(tmp_path)  # 3 cells per (type, grade)
+    data = load_category(_cfg("elpv", root, tmp_path, val_fraction=0.5), "poly")
+    assert data.test.labels.sum() == 6 and len(data.test) == 7  # p0.67 + p1.0 defective, 1 of 3 good cells
+    assert sorted(set(data.test.defects)) == [GOOD, "p0.67", "p1.0"] and data.test.masks is None
+    assert len(data.train) == 1 and all(p.startswith(str(root.resolve())) for p in data.test.paths)
+    assert (data.test.images[:, 0] == data.test.images[:, 2]).all()  # grey cells, 3 channels
+    assert data.test.images.std() > 10  # real pictures, not a constant
+
+
+def test_elpv_without_the_package(tmp_path: pathlib.Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "elpv_dataset", None)  # import elpv_dataset now raises ImportError
+    with pytest.raises(DatasetError) as error:
+        resolve_categories(_cfg("elpv", None, tmp_path))
+    assert str(error.value) == (
+        "dataset.kind: 'elpv' needs the optional package elpv-dataset: pip install 'ssagan-ablate[elpv]'"
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input: a one-line DatasetError naming the path, before anything is cached
+
+
+def _truncate(path: pathlib.Path) -> pathlib.Path:
+    path.write_bytes(path.read_bytes()[:60])
+    return path
+
+
+def _garbage(path: pathlib.Path) -> pathlib.Path:
+    path.write_bytes(b"this is not a PNG file at all")
+    return path
+
+
+def _empty(folder: pathlib.Path) -> pathlib.Path:
+    for p in folder.iterdir():
+        p.unlink()
+    return folder
+
+
+def _remove_defects(test: pathlib.Path) -> pathlib.Path:
+    for name in ("crack", "hole"):
+        shutil.rmtree(test / name)
+    shutil.rmtree(test.parent / "ground_truth")
+    return test
+
+
+def _resized_mask(path: pathlib.Path) -> pathlib.Path:
+    return _save(path, np.zeros((30, 32), np.uint8))
+
+
+def _stray_mask(path: pathlib.Path) -> pathlib.Path:
+    return _save(path, np.zeros((32, 32), np.uint8))
+
+
+def _unmasked_image(path: pathlib.Path) -> pathlib.Path:
+    return _save(path, _picture(32, 32, 1, RECT)[0])
+
+
+BOTTLE = pathlib.Path("bottle")
+MVTEC_BAD = {
+    # name: (how to break the tree, the path it breaks (relative to the root), what the message says)
+    "missing root": (lambda r: shutil.rmtree(r) or r, ".", "does not exist"),
+    "empty train/good": (lambda r: _empty(r / "bottle/train/good"), "bottle/train/good", "no images"),
+    "no good test images": (lambda r: _empty(r / "bottle/test/good"), "bottle/test/good", "no images"),
+    "no defective test images": (lambda r: _remove_defects(r / "bottle/test"), "bottle/test", "no defective"),
+    "truncated image": (lambda r: _truncate(r / "bottle/train/good/002.png"), "bottle/train/good/002.png", "truncated"),
+    "unreadable image": (lambda r: _garbage(r / "bottle/test/crack/001.png"), "bottle/test/crack/001.png", "cannot"),
+    "truncated mask": (
+        lambda r: _truncate(r / "bottle/ground_truth/crack/000_mask.png"),
+        "bottle/ground_truth/crack/000_mask.png",
+        "cannot read image",
+    ),
+    "mask of another size": (
+        lambda r: _resized_mask(r / "bottle/ground_truth/hole/000_mask.png"),
+        "bottle/ground_truth/hole/000_mask.png",
+        "mask is 32x30 px",
+    ),
+    "mask with no image": (
+        lambda r: _stray_mask(r / "bottle/ground_truth/crack/007_mask.png"),
+        "bottle/ground_truth/crack/007_mask.png",
+        "mask with no image",
+    ),
+    "mask of no defect folder": (
+        lambda r: _stray_mask(r / "bottle/ground_truth/dent/000_mask.png"),
+        "bottle/ground_truth/dent/000_mask.png",
+        "mask with no image",
+    ),
+    "defective image without mask": (
+        lambda r: _unmasked_image(r / "bottle/test/hole/001.png"),
+        "bottle/test/hole/001.png",
+        "no mask",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MVTEC_BAD, ids=list(MVTEC_BAD))
+def test_mvtec_bad_input(case: str, mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    breaks, where, says = MVTEC_BAD[case]
+    breaks(mvtec)
+    with pytest.raises(DatasetError) as error:
+        load_category(_cfg("mvtec", mvtec, tmp_path), "bottle")
+    message = str(error.value)
+    assert "\n" not in message and says in message
+    assert str((mvtec / where).resolve()) in message
+    assert _entries(tmp_path) == []
+
+
+def _kolektor_without_defects(root: pathlib.Path) -> pathlib.Path:
+    for mask in root.glob("kos*/*_label.bmp"):
+        _save(mask, np.zeros((50, 20), np.uint8))
+    return root
+
+
+OTHER_BAD = {
+    "kolektor: mask with no image": (
+        "kolektor",
+        lambda r: _save(r / "kos02/Part9_label.bmp", np.zeros((50, 20), np.uint8)),
+        "kos02/Part9_label.bmp",
+        "mask with no image",
+    ),
+    "kolektor: image with no mask": (
+        "kolektor",
+        lambda r: (r / "kos01/Part2_label.bmp").unlink(),
+        "kos01/Part2.jpg",
+        "no mask",
+    ),
+    "kolektor: truncated jpg": ("kolektor", lambda r: _truncate(r / "kos02/Part0.jpg"), "kos02/Part0.jpg", "cannot"),
+    "kolektor: no defective images": ("kolektor", _kolektor_without_defects, ".", "no defective test images"),
+    "folder: no abnormal folder": (
+        "folder",
+        lambda r: shutil.rmtree(r / "test/1.abnormal"),
+        "test/1.abnormal",
+        "not found",
+    ),
+    "folder: mask with no image": (
+        "folder",
+        lambda r: _stray_mask(r / "ground_truth/1.abnormal/zz.png"),
+        "ground_truth/1.abnormal/zz.png",
+        "mask with no image",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_BAD, ids=list(OTHER_BAD))
+def test_kolektor_and_folder_bad_input(
+    case: str, kolektor: pathlib.Path, folder: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    kind, breaks, where, says = OTHER_BAD[case]
+    root = kolektor if kind == "kolektor" else folder
+    breaks(root)
+    with pytest.raises(DatasetError) as error:
+        load_category(_cfg(kind, root, tmp_path), "kolektor" if kind == "kolektor" else "my_parts")
+    message = str(error.value)
+    assert "\n" not in message and says in message
+    assert str((root / where).resolve()) in message
+    if kind == "folder" or "defective" not in case:  # (no defects is known only once the masks are decoded)
+        assert _entries(tmp_path) == []
+
+
+def test_a_root_that_is_a_file(tmp_path: pathlib.Path) -> None:
+    file = tmp_path / "mvtec.tar"
+    file.write_bytes(b"")
+    with pytest.raises(DatasetError, match=f"dataset.root: {file} is not a folder"):
+        resolve_categories(_cfg("mvtec", file, tmp_path))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DatasetError, match=f"dataset.root: no categories under {empty}"):
+        resolve_categories(_cfg("mvtec", empty, tmp_path))
+    with pytest.raises(DatasetError, match=f"dataset.root: no kosNN folders under {empty}"):
+        resolve_categories(_cfg("kolektor", empty, tmp_path))

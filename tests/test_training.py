@@ -1,0 +1,128 @@
+"""The training entry point: determinism, eval-mode and order-independent scoring, resume, NaN detection,
+progress reporting, and a short run that learns the embedded dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import ssagan_core.training as training
+from ssagan_core import (
+    ModelConfig,
+    TrainConfig,
+    build_discriminator,
+    build_generator,
+    make_synthetic_category,
+    score_images,
+    train,
+)
+
+from .helpers import TINY, random_category
+
+QUICK = TrainConfig(iterations=4, batch_size=4, log_every=2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_synthetic_category("weave", 32, seed=0, n_train=16, n_test_good=4, n_test_defective=4)
+
+
+def test_same_seed_same_scores(data) -> None:
+    cfg = ModelConfig(image_size=32, **TINY)
+    a, b = train(cfg, QUICK, data, seed=3), train(cfg, QUICK, data, seed=3)
+    np.testing.assert_array_equal(a.test_scores["score"], b.test_scores["score"])
+    assert a.metrics["auc"] == b.metrics["auc"]
+    c = train(cfg, QUICK, data, seed=4)
+    assert not np.array_equal(a.test_scores["score"], c.test_scores["score"])
+
+
+@pytest.mark.parametrize("model", ["ssagan", "skip_ganomaly", "ganomaly", "anogan"])
+def test_scoring_is_eval_mode_and_independent_of_order_and_batch(model: str) -> None:
+    cfg = ModelConfig(model=model, image_size=32, anogan_steps=3, **TINY)
+    torch.manual_seed(0)
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    with torch.no_grad():  # move the BatchNorm running statistics away from their initial values
+        for _ in range(3):
+            d(g(torch.randn(8, cfg.nz, 1, 1)) if model == "anogan" else x)
+            if model != "anogan":
+                g(x)
+    images = torch.from_numpy(random_category(32, n_test=5).test.images)
+    scores = score_images(cfg, g, d, images, batch_size=4)["score"]
+    assert not g.training and not d.training
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))
+    permuted = score_images(cfg, g, d, images[order], batch_size=3)["score"]
+    one_by_one = score_images(cfg, g, d, images, batch_size=1)["score"]
+    np.testing.assert_allclose(permuted, scores[order.numpy()], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one_by_one, scores, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_continues_exactly(data) -> None:
+    cfg = ModelConfig(image_size=32, **TINY)
+    tc = dataclasses.replace(QUICK, input_noise=0.05)
+    straight = train(cfg, tc, data, seed=1)
+    saved = []
+
+    def crash_after_first_report(p: training.Progress) -> None:
+        saved.append(p.state())
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tc, data, seed=1, callback=crash_after_first_report)
+    assert saved[0]["iteration"] == 2
+    resumed = train(cfg, tc, data, seed=1, resume=saved[0])
+    np.testing.assert_array_equal(resumed.test_scores["score"], straight.test_scores["score"])
+    assert [h["iteration"] for h in resumed.history] == [2, 4]
+
+
+def test_non_finite_losses_raise(data, monkeypatch) -> None:
+    real = training.LOSSES["ssagan"]
+
+    def poisoned(*args):
+        terms = real(*args)
+        terms.g = terms.g * float("nan")
+        return terms
+
+    monkeypatch.setitem(training.LOSSES, "ssagan", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss by iteration 2"):
+        train(ModelConfig(image_size=32, **TINY), QUICK, data, seed=0)
+
+
+def test_progress_reports_and_history(data) -> None:
+    reports: list[training.Progress] = []
+    tc = dataclasses.replace(QUICK, iterations=6, log_every=3, eval_every=2)
+    result = train(ModelConfig(image_size=32, **TINY), tc, data, seed=0, callback=reports.append)
+    assert [p.iteration for p in reports] == [2, 3, 4, 6]
+    assert [p.val_auc is not None for p in reports] == [True, False, True, False]
+    assert all(p.images_per_second > 0 and p.seconds > 0 and "loss_g" in p.losses for p in reports)
+    assert [h["iteration"] for h in result.history] == [2, 3, 4, 6]
+    m = result.metrics
+    assert m["iterations"] == 6 and m["n_test"] == 8 and m["params_generator"] > 0 and m["images_per_second"] > 0
+    assert len(result.test_scores["score"]) == len(data.test) and len(result.val_scores["score"]) == len(data.val)
+    assert {"rec", "lat"} <= set(result.test_scores)
+
+
+def test_input_noise_is_seeded_and_changes_training(data) -> None:
+    cfg = ModelConfig(image_size=32, **TINY)
+    noisy = dataclasses.replace(QUICK, input_noise=0.1)
+    a, b = train(cfg, noisy, data, seed=0), train(cfg, noisy, data, seed=0)
+    np.testing.assert_array_equal(a.test_scores["score"], b.test_scores["score"])
+    assert not np.array_equal(a.test_scores["score"], train(cfg, QUICK, data, seed=0).test_scores["score"])
+
+
+def test_mismatched_image_size_is_a_clear_error(data) -> None:
+    with pytest.raises(ValueError, match="image_size: the model expects 64 px, the data is 32 px"):
+        train(ModelConfig(image_size=64, **TINY), QUICK, data, seed=0)
+
+
+def test_anogan_latent_search_lowers_the_loss() -> None:
+    cfg = ModelConfig(model="anogan", image_size=32, **TINY)
+    torch.manual_seed(0)
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    images = torch.from_numpy(random_category(32, n_test=3).test.images)
+    before = score_images(dataclasses.replace(cfg, anogan_steps=1), g, d, images, 8)["score"]
+    after = score_images(dataclasses.replace(cfg, anogan_steps=30), g, d, images, 8)["score"]
+    assert (after < before).all()
