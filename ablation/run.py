@@ -101,7 +101,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
 
     data = {category: load_category(study.dataset, category) for category in categories}
-    ray = _init_ray(args)
+    ray, owns_ray = _init_ray(args)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         if len(nodes) > 1 and args.storage is None:
@@ -126,7 +126,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         }
         status = _execute(study, specs, categories, data_refs, store, context, storage, planned, console)
     finally:
-        ray.shutdown()
+        if owns_ray:
+            ray.shutdown()
     if status == EXIT_INTERRUPTED:
         console.print("finished trials are saved; continue with --resume")
         return EXIT_INTERRUPTED
@@ -179,6 +180,7 @@ def _execute(study, specs, categories, data_refs, store, context, storage, plann
 
 
 def _init_ray(args):
+    """(ray, whether this run started it). An already-connected Ray (e.g. a test session's) is used as is."""
     import ray
 
     logging.getLogger("ray").setLevel(logging.WARNING)
@@ -191,6 +193,8 @@ def _init_ray(args):
     # Progress reports carry val_auc only at evaluation points; the final report always has it.
     os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy engine honours verbose=0; the new one prints banners anyway
+    if ray.is_initialized():
+        return ray, False
     address = args.address or os.environ.get("RAY_ADDRESS")
     try:
         if address:
@@ -207,7 +211,7 @@ def _init_ray(args):
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"Ray cluster at {address}" if address else "a local Ray instance"
         raise StartError(f"cannot start or reach {where}: {str(e).splitlines()[0]}") from None
-    return ray
+    return ray, True
 
 
 def _check_resources(study: Study, available: dict[str, float]) -> None:

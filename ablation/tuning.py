@@ -119,12 +119,7 @@ def run_search(
     seeds = study.seeds
 
     points, rewards = _evaluated(earlier, search.space)
-
-    def space(trial: optuna.Trial) -> dict[str, Any]:
-        for key, dim in search.space.items():
-            _suggest(trial, key, dim)
-        index = start_index + trial.number - len(points)  # earlier points are the study's first trials
-        return {"seed": seeds[index % len(seeds)], "category": category, "index": index}
+    space = _SearchSpace(search.space, seeds, category, start_index, len(points))
 
     def lookup(config: dict) -> TrialSpec:
         factors = {k: config[k] for k in search.space}
@@ -198,6 +193,20 @@ def _capacity(resources) -> int:
     if resources.gpus_per_trial:
         fits.append(available.get("GPU", 0) / resources.gpus_per_trial)
     return max(1, int(min(fits) + 1e-9))
+
+
+class _SearchSpace:
+    """Define-by-run space for OptunaSearch (a class, not a closure: the searcher is pickled with the experiment).
+    Suggests the searched factors and adds constants: the seed (round-robin), the category and the trial's index."""
+
+    def __init__(self, space: dict[str, Dimension], seeds: tuple, category: str, start: int, earlier: int) -> None:
+        self.space, self.seeds, self.category, self.start, self.earlier = space, seeds, category, start, earlier
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        for key, dim in self.space.items():
+            _suggest(trial, key, dim)
+        index = self.start + trial.number - self.earlier  # earlier points are the Optuna study's first trials
+        return {"seed": self.seeds[index % len(self.seeds)], "category": self.category, "index": index}
 
 
 def _suggest(trial: optuna.Trial, key: str, dim: Dimension) -> Any:

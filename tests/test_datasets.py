@@ -48,6 +48,8 @@ def _mvtec_category(root: pathlib.Path, category: str, grey: bool, n_train: int 
     base = root / category
     for i in range(n_train):
         _save(base / "train" / "good" / f"{i:03d}.png", _picture(32, 32, i, grey=grey)[0])
+    (base / "train" / "good" / "._000.png").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata: skipped
+    (base / "train" / "good" / "Thumbs.db").write_bytes(b"\x00")  # not an image extension: skipped
     for i in range(2):
         _save(base / "test" / "good" / f"{i:03d}.png", _picture(32, 32, 10 + i, grey=grey)[0])
     for defect, n in (("crack", 2), ("hole", 1)):

@@ -1,0 +1,200 @@
+"""The runner end to end with real Ray Tune and Optuna on the embedded dataset (tiny sizes, seconds per trial)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from ablation.results import HISTORY_FILE, SCORES_FILE, TRIALS_FILE
+from ablation.run import main
+
+from .studies import write_study
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance (2 CPUs) shared by every in-process runner test."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+def _run(tmp_path: Path, *extra: str, **changes) -> tuple[int, Path]:
+    out = tmp_path / "out"
+    study = write_study(tmp_path / "study.yaml", **changes)
+    return main([str(study), "--out", str(out), "--no-report", *extra]), out
+
+
+def test_grid_study_end_to_end(ray_session, tmp_path) -> None:
+    code, out = _run(tmp_path, dataset__categories=["nut", "wood"])
+    assert code == 0
+    trials = pd.read_parquet(out / TRIALS_FILE)
+    # variants x seeds x categories, each exactly once
+    assert len(trials) == 2 * 2 * 2 and trials["trial_key"].is_unique
+    assert set(trials["status"]) == {"ok"} and trials["trial_id"].is_unique
+    assert sorted(trials.groupby(["attention", "seed", "category"]).size()) == [1] * 8
+    for column in ("study", "variant", "seed", "dataset", "category", "attention", "conv", "down", "up", "w_adv",
+                   "w_ctx", "w_lat", "model", "lr", "iterations", "auc", "accuracy", "precision", "recall", "f1",
+                   "threshold", "val_auc", "train_seconds", "images_per_second", "params_generator",
+                   "params_discriminator", "node", "device", "started_at", "finished_at", "code_version"):  # fmt: skip
+        assert column in trials.columns, column
+    assert (
+        trials["params_generator"][trials["attention"]] > trials["params_generator"][~trials["attention"]].max()
+    ).all()
+
+    # every AUC and threshold can be recomputed from the saved scores
+    scores = pd.read_parquet(out / SCORES_FILE)
+    for _, row in trials.iterrows():
+        mine = scores[scores["trial_key"] == row["trial_key"]]
+        test, val = mine[mine["split"] == "test"], mine[mine["split"] == "val"]
+        assert len(test) == 8 and set(test["label"]) == {0, 1}
+        assert roc_auc_score(test["label"], test["score"]) == pytest.approx(row["auc"], abs=1e-12)
+        assert np.quantile(val[val["label"] == 0]["score"], 0.95) == pytest.approx(row["threshold"], abs=1e-12)
+    history = pd.read_parquet(out / HISTORY_FILE)
+    assert set(history["trial_key"]) == set(trials["trial_key"]) and (history["iteration"].max() == 4)
+
+    # Ray's own experiment directory stays: one trial directory per grid point, TensorBoard events, restorable
+    from ray import tune
+
+    experiment = out / "ray" / "round-1"
+    assert len(list(experiment.glob("trial_*"))) == 8
+    assert list(experiment.glob("trial_*/events.out.tfevents.*"))
+    assert tune.Tuner.can_restore(str(experiment))
+    assert (out / "study.yaml").exists()
+
+    # the same study again without --resume refuses, and touches nothing
+    before = (out / TRIALS_FILE).stat().st_mtime_ns
+    assert main([str(tmp_path / "study.yaml"), "--out", str(out), "--no-report"]) == 2
+    assert (out / TRIALS_FILE).stat().st_mtime_ns == before
+
+
+def test_resume_runs_only_what_is_missing(ray_session, tmp_path) -> None:
+    code, out = _run(tmp_path)
+    assert code == 0
+    trials = pd.read_parquet(out / TRIALS_FILE)
+    kept = trials.iloc[:2]
+    kept.to_parquet(out / TRIALS_FILE)  # as if the study had stopped after two trials
+    assert main([str(tmp_path / "study.yaml"), "--out", str(out), "--no-report", "--resume"]) == 0
+    after = pd.read_parquet(out / TRIALS_FILE)
+    assert len(after) == 4 and after["trial_key"].is_unique
+    merged = after.merge(kept[["trial_key", "trial_id"]], on="trial_key", suffixes=("", "_before"))
+    assert (merged["trial_id"] == merged["trial_id_before"]).all()  # finished trials were not rerun
+    assert len(list((out / "ray").glob("round-2/trial_*"))) == 2
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(ray_session, tmp_path, capsys) -> None:
+    # w_adv = 1e308 passes validation (finite) but overflows the generator loss: a real non-finite-loss failure
+    code, out = _run(tmp_path, grid={"model.w_adv": [0.5, 1.0e308]}, seeds=[0], resources__retries=1)
+    assert code == 1
+    trials = pd.read_parquet(out / TRIALS_FILE).set_index("variant")
+    assert trials.loc["w_adv=0.5", "status"] == "ok"
+    failed = trials.loc["w_adv=1e+308"]
+    assert failed["status"] == "failed"
+    assert "FloatingPointError: non-finite loss by iteration 2" in failed["error"]
+    assert np.isnan(failed["auc"]) and "\n" not in failed["error"]
+
+
+def test_tpe_search_study(ray_session, tmp_path) -> None:
+    search = {
+        "sampler": "tpe",
+        "trials": 3,
+        "seed": 0,
+        "space": {"train.lr": {"log_uniform": [1.0e-4, 1.0e-2]}, "model.w_adv": {"uniform": [0.1, 1.0]}},
+    }
+    code, out = _run(tmp_path, grid=None, search=search, seeds=[0, 1])
+    assert code == 0
+    trials = pd.read_parquet(out / TRIALS_FILE).sort_values("trial_key")
+    assert len(trials) == 3 and set(trials["status"]) == {"ok"} and trials["design"].eq("search").all()
+    assert trials["seed"].tolist() == [0, 1, 0]  # seeds are assigned round-robin, never searched
+    assert trials["lr"].between(1e-4, 1e-2).all() and trials["lr"].nunique() == 3
+    assert trials["val_auc"].notna().all()
+    # resuming a finished search runs nothing more
+    assert main([str(tmp_path / "study.yaml"), "--out", str(out), "--no-report", "--resume"]) == 0
+    assert len(pd.read_parquet(out / TRIALS_FILE)) == 3
+
+
+def test_search_with_asha_reports_val_auc_during_training(ray_session, tmp_path) -> None:
+    search = {"sampler": "random", "trials": 3, "scheduler": "asha", "grace_period": 2, "reduction_factor": 2,
+              "space": {"train.lr": {"log_uniform": [1.0e-5, 1.0e-2]}}}  # fmt: skip
+    code, out = _run(tmp_path, grid=None, search=search, seeds=[0], train__eval_every=2, train__iterations=6)
+    assert code == 0
+    trials = pd.read_parquet(out / TRIALS_FILE)
+    assert len(trials) == 3 and set(trials["status"]) <= {"ok", "stopped"}
+    history = pd.read_parquet(out / HISTORY_FILE)
+    assert history["val_auc"].notna().sum() >= 2
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed(tmp_path) -> None:
+    """SIGKILL the CLI mid-study, then --resume: finished trials keep their rows, every point ends with one row."""
+    study = write_study(
+        tmp_path / "study.yaml",
+        seeds=[0, 1, 2],
+        train__iterations=60,
+        dataset__categories=["nut"],
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "ablation.run", str(study), "--out", str(out), "--no-report"]
+    driver = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if (out / TRIALS_FILE).exists() and len(pd.read_parquet(out / TRIALS_FILE)) >= 2:
+            break
+        assert driver.poll() is None, driver.stdout.read().decode()[-2000:]
+        time.sleep(0.5)
+    before = pd.read_parquet(out / TRIALS_FILE)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=60)
+    assert 2 <= len(before) < 6, "the kill came too late to test anything"
+    resumed = subprocess.run([*cmd, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    after = pd.read_parquet(out / TRIALS_FILE)
+    assert len(after) == 6 and after["trial_key"].is_unique and set(after["status"]) == {"ok"}
+    same = after.merge(before[["trial_key", "trial_id"]], on="trial_key", suffixes=("", "_before"))
+    assert len(same) == len(before) and (same["trial_id"] == same["trial_id_before"]).all()
+    scores = pd.read_parquet(out / SCORES_FILE)
+    assert set(scores["trial_key"]) == set(after["trial_key"])
+    assert scores.groupby("trial_key").size().nunique() == 1  # no duplicated score rows from the killed run
+    (tmp_path / "kill_report.json").write_text(json.dumps({"before": len(before), "after": len(after)}))
+
+
+@pytest.mark.slow
+def test_study_on_a_two_node_cluster(tmp_path) -> None:
+    """A Ray cluster of two nodes on this machine: trials land on both, results come back to the driver."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        study = write_study(tmp_path / "study.yaml", seeds=[0, 1, 2], train__iterations=20)
+        out, storage = tmp_path / "out", tmp_path / "shared_storage"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "ablation.run", str(study), "--out", str(out), "--no-report",
+               "--address", cluster.address]  # fmt: skip
+        refused = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and "give --storage a path every node can reach" in refused.stderr
+        done = subprocess.run([*cmd, "--storage", str(storage)], env=env, cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        trials = pd.read_parquet(out / TRIALS_FILE)
+        assert len(trials) == 6 and set(trials["status"]) == {"ok"}
+        assert trials["node"].nunique() == 2, trials["node"].tolist()
+        assert (storage / "round-1").is_dir()
+    finally:
+        cluster.shutdown()

@@ -1,0 +1,145 @@
+"""Study files: validation (one-line errors naming the key, exit 2 from the CLI), overrides, designs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ablation.design import trial_specs, variants
+from ablation.run import main
+from ablation.study import StudyError, load_study
+
+from .studies import write_study
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model__atention": True}, "model.atention: unknown key; model takes name, attention"),
+        ({"colour": "red"}, "colour: unknown key; a study takes name, description, dataset"),
+        ({"train__lr": "fast"}, "train.lr: expected a number, got 'fast' (a string)"),
+        ({"seeds": "0"}, "seeds: a non-empty list of integers >= 0"),
+        ({"grid": {"model.atention": [True]}}, "grid.model.atention: unknown factor; factors are model.name"),
+        ({"grid": {}}, "grid: a non-empty mapping of factor -> list of values"),
+        ({"grid": {"model.attention": []}}, "grid.model.attention: a non-empty list of values"),
+        ({"dataset__kind": "mvtec"}, "dataset.root: required for dataset kind 'mvtec'"),
+        ({"dataset__kind": "imagenet"}, "dataset.kind: 'imagenet' is not one of 'synthetic', 'mvtec'"),
+        ({"model__conv": "depthwise"}, "model.conv: 'depthwise' is not one of 'dsc', 'standard'"),
+        ({"grid": {"model.up": ["bilinear", "nearest"]}}, "model.up: 'nearest' is not one of"),
+        ({"resources__cpus_per_trial": 0}, "resources.cpus_per_trial: a number > 0"),
+        ({"search": {"space": {"train.lr": {"log_uniform": [1e-5, 1e-3]}}}}, "grid, loco, search: a study has one"),
+        ({"name": "bad name!"}, "name: required, letters, digits"),
+    ],
+)
+def test_bad_study_files_exit_2_naming_the_key(tmp_path, capsys, changes: dict, message: str) -> None:
+    path = write_study(tmp_path / "study.yaml", **changes)
+    with pytest.raises(StudyError, match="^" + str(path).replace(".", r"\.") + ": "):
+        load_study(path)
+    assert main([str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split()), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_yaml_syntax(tmp_path, capsys) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: broken\ngrid:\n  model.attention: [true, false\n")
+    assert main([str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid YAML at line" in err and "Traceback" not in err
+
+
+def test_missing_dataset_root_on_disk(tmp_path, capsys) -> None:
+    path = write_study(tmp_path / "s.yaml", dataset={"kind": "folder", "root": str(tmp_path / "nowhere")})
+    assert main([str(path), "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert str(tmp_path / "nowhere") in err and "Traceback" not in err
+
+
+def test_environment_variables_in_the_root(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("DATA_HOME", "/data")
+    study = load_study(write_study(tmp_path / "s.yaml", dataset__kind="folder", dataset__root="${DATA_HOME}/mine"))
+    assert study.dataset.root == "/data/mine"
+    monkeypatch.delenv("DATA_HOME")
+    with pytest.raises(StudyError, match=r"dataset\.root: environment variable DATA_HOME is not set"):
+        load_study(tmp_path / "s.yaml")
+
+
+def test_set_overrides_any_key_as_yaml(tmp_path) -> None:
+    path = write_study(tmp_path / "s.yaml")
+    study = load_study(
+        path,
+        [
+            "dataset.categories=[nut, wood]",
+            "train.lr=1.0e-3",
+            "grid.model.conv=[dsc, standard]",
+            "seeds=[3]",
+        ],
+    )
+    assert study.dataset.categories == ("nut", "wood") and study.train["lr"] == 1e-3 and study.seeds == (3,)
+    assert study.grid == {"model.attention": (True, False), "model.conv": ("dsc", "standard")}
+    with pytest.raises(StudyError, match=r"--set 'oops': expected KEY=VALUE"):
+        load_study(path, ["oops"])
+
+
+def test_grid_design_is_the_cross_product(tmp_path) -> None:
+    study = load_study(
+        write_study(tmp_path / "s.yaml", grid={"model.attention": [True, False], "model.conv": ["dsc", "standard"]})
+    )
+    names = [v.name for v in variants(study)]
+    assert names == [
+        "attention=true,conv=dsc",
+        "attention=true,conv=standard",
+        "attention=false,conv=dsc",
+        "attention=false,conv=standard",
+    ]
+    specs = trial_specs(study, ("nut", "wood"))
+    assert len(specs) == 4 * 2 * 2 and len({s.key for s in specs}) == len(specs)
+    assert specs[0].key == "attention=true,conv=dsc|seed=0|nut"
+    assert specs[0].model.attention and specs[0].model.conv == "dsc" and specs[0].model.image_size == 32
+
+
+def test_leave_one_component_out(tmp_path) -> None:
+    loco = {"model.attention": False, "model.conv": "standard", "model.down": "strided", "model.up": "transposed"}
+    study = load_study(write_study(tmp_path / "s.yaml", grid=None, loco=loco))
+    vs = variants(study)
+    assert [v.name for v in vs] == ["base", "attention=false", "conv=standard", "down=strided", "up=transposed"]
+    base = trial_specs(study, ("nut",))[0].model
+    assert (base.attention, base.conv, base.down, base.up) == (True, "dsc", "maxpool", "bilinear")
+
+
+def test_baseline_variants_drop_the_base_switches(tmp_path) -> None:
+    study = load_study(
+        write_study(tmp_path / "s.yaml", model__attention=True, grid={"model.name": ["ssagan", "skip_ganomaly"]})
+    )
+    a, b = (s.model for s in trial_specs(study, ("nut",))[::2])
+    assert a.model == "ssagan" and a.attention and (a.w_adv, a.w_ctx) == (0.5, 0.3)
+    assert b.model == "skip_ganomaly" and not b.attention and (b.w_adv, b.w_ctx) == (1.0, 50.0)
+
+
+def test_search_study_validation(tmp_path) -> None:
+    ok = load_study(
+        write_study(
+            tmp_path / "s.yaml",
+            grid=None,
+            search={"sampler": "tpe", "trials": 5, "space": {"train.lr": {"log_uniform": [1e-5, 1e-3]}}},
+        )
+    )
+    assert ok.design == "search" and ok.search.space["train.lr"].kind == "log_uniform"
+    bad = write_study(
+        tmp_path / "b.yaml", grid=None, search={"metric": "auc", "space": {"train.lr": {"choice": [1e-3]}}}
+    )
+    with pytest.raises(StudyError, match=r"search\.metric: must be a validation metric"):
+        load_study(bad)
+    asha = write_study(
+        tmp_path / "c.yaml", grid=None, search={"scheduler": "asha", "space": {"train.lr": {"choice": [1e-3]}}}
+    )
+    with pytest.raises(StudyError, match=r"search\.scheduler: asha .* set train\.eval_every"):
+        load_study(asha)
+
+
+def test_dry_run_prints_the_trials_and_writes_nothing(tmp_path, capsys) -> None:
+    path = write_study(tmp_path / "s.yaml")
+    assert main([str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "attention=true|seed=0|nut" in out and "attention=false|seed=1|nut" in out
+    assert not (tmp_path / "out").exists()
