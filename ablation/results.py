@@ -7,8 +7,6 @@ outcome for a key replaces the old one. Every file is rewritten whole and atomic
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import socket
 import subprocess
@@ -17,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from ssagan_core import CategoryData, TrainResult
 
 from .design import TrialSpec
 
@@ -127,6 +127,26 @@ def make_row(
     return row
 
 
+def outcome(
+    spec: TrialSpec, context: dict[str, Any], result: TrainResult, data: CategoryData, trial_id: str, **extra: Any
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """A finished trial's (row, per-image scores of the test and validation splits, training history)."""
+    resources = {"cpus": context["cpus_per_trial"], "gpus": context["gpus_per_trial"]}
+    row = make_row(spec, context, OK, result.metrics, trial_id=trial_id, host=host(), **resources, **extra)
+    if row["device"].startswith("cuda"):
+        import torch
+
+        row["device"] = f"{row['device']} ({torch.cuda.get_device_name()})"
+    scores = pd.concat(
+        [
+            scores_frame(spec.key, trial_id, "test", data.test, result.test_scores),
+            scores_frame(spec.key, trial_id, "val", data.val, result.val_scores),
+        ],
+        ignore_index=True,
+    )
+    return row, scores, history_frame(spec.key, trial_id, result.history)
+
+
 def scores_frame(key: str, trial_id: str, split: str, images, scores: dict) -> pd.DataFrame:
     """Per-image scores of one split: path, label, defect, score (+ rec, lat where the model has them)."""
     frame = pd.DataFrame(
@@ -200,7 +220,3 @@ def _replace(frame: pd.DataFrame, new: pd.DataFrame | None, key: str) -> pd.Data
     if frame.empty:
         return new.reset_index(drop=True)
     return pd.concat([frame, new], ignore_index=True)
-
-
-def to_json(value: Any) -> str:
-    return json.dumps(value, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o))

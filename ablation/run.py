@@ -72,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray instance only: CPUs to use")
     p.add_argument("--num-gpus", type=int, default=None, help="local Ray instance only: GPUs to use")
     p.add_argument("--no-report", action="store_true", help="do not render the report at the end")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="run the trials one by one in this process, without Ray (for debugging and profiling)",
+    )
     return p
 
 
@@ -101,6 +106,40 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
 
     data = {category: load_category(study.dataset, category) for category in categories}
+    context = {
+        "study": study.name,
+        "dataset": study.dataset.kind,
+        "design": study.design,
+        "code_version": code_version(),
+        "cpus_per_trial": study.resources.cpus_per_trial,
+        "gpus_per_trial": study.resources.gpus_per_trial,
+        "checkpoint_seconds": study.resources.checkpoint_seconds,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / STUDY_COPY).write_text(yaml.safe_dump(study.source, sort_keys=False))
+    if _complete(study, specs, categories, store):
+        status = EXIT_OK
+    elif args.serial:
+        if study.design == "search":
+            raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
+        from .serial import run_serial
+
+        status = run_serial(
+            study, [s for s in specs if s.key not in store.trial_keys(OK)], data, store, context, console
+        )
+    else:
+        status = _run_on_ray(args, study, specs, categories, data, store, context, out, planned, console)
+    if status == EXIT_INTERRUPTED:
+        console.print("finished trials are saved; continue with --resume")
+        return EXIT_INTERRUPTED
+    if not args.no_report:
+        _render_report(out, console)
+    ok, failed = _count(store, OK), _count(store, FAILED)
+    console.print(f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}", highlight=False)
+    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def _run_on_ray(args, study, specs, categories, data, store, context, out, planned, console) -> int:
     ray, owns_ray = _init_ray(args)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -110,32 +149,21 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 f"reach (an NFS mount or s3://bucket/path)"
             )
         _check_resources(study, ray.cluster_resources())
-        out.mkdir(parents=True, exist_ok=True)
-        (out / STUDY_COPY).write_text(yaml.safe_dump(study.source, sort_keys=False))
         storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
         storage = storage or str((out / "ray").resolve())
         data_refs = {category: ray.put(arrays) for category, arrays in data.items()}
-        context = {
-            "study": study.name,
-            "dataset": study.dataset.kind,
-            "design": study.design,
-            "code_version": code_version(),
-            "cpus_per_trial": study.resources.cpus_per_trial,
-            "gpus_per_trial": study.resources.gpus_per_trial,
-            "checkpoint_seconds": study.resources.checkpoint_seconds,
-        }
-        status = _execute(study, specs, categories, data_refs, store, context, storage, planned, console)
+        return _execute(study, specs, categories, data_refs, store, context, storage, planned, console)
     finally:
         if owns_ray:
             ray.shutdown()
-    if status == EXIT_INTERRUPTED:
-        console.print("finished trials are saved; continue with --resume")
-        return EXIT_INTERRUPTED
-    if not args.no_report:
-        _render_report(out, console)
-    ok, failed = _count(store, OK), _count(store, FAILED)
-    console.print(f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}", highlight=False)
-    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def _complete(study: Study, specs, categories, store: ResultStore) -> bool:
+    """Nothing left to run (a --resume of a finished study)."""
+    if study.design != "search":
+        return not [s for s in specs if s.key not in store.trial_keys(OK)]
+    counts = store.trials["category"].value_counts() if len(store) else {}
+    return all(counts.get(c, 0) >= study.search.trials for c in categories)
 
 
 def _execute(study, specs, categories, data_refs, store, context, storage, planned, console) -> int:

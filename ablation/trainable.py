@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import ray
 import torch
 from ray import tune
@@ -24,7 +23,7 @@ from ssagan_core import train
 from ssagan_core.training import Progress
 
 from .design import TrialSpec
-from .results import OK, history_frame, host, make_row, now, scores_frame
+from .results import now, outcome
 
 STATE_FILE, ROW_FILE = "state.pt", "row.json"
 SCORES_PART, HISTORY_PART = "scores.parquet", "history.parquet"
@@ -67,28 +66,12 @@ def run_trial(config: dict[str, Any], *, specs: Any, data_refs: dict[str, Any], 
     result = train(spec.model, train_cfg, data, spec.seed, callback=report, resume=resume)
 
     trial_id = tune.get_context().get_trial_id()
-    row = make_row(
-        spec,
-        context,
-        OK,
-        result.metrics,
-        trial_id=trial_id,
-        node=ray.get_runtime_context().get_node_id()[:12],
-        host=host(),
-        started_at=started,
-        cpus=cpus,
-        gpus=gpus,
-    )
-    if device == "cuda":
-        row["device"] = f"cuda:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-    scores = [
-        scores_frame(spec.key, trial_id, "test", data.test, result.test_scores),
-        scores_frame(spec.key, trial_id, "val", data.val, result.val_scores),
-    ]
+    node = ray.get_runtime_context().get_node_id()[:12]
+    row, scores, history = outcome(spec, context, result, data, trial_id, node=node, started_at=started)
     with tempfile.TemporaryDirectory() as d:
         Path(d, ROW_FILE).write_text(json.dumps(row, default=_jsonable))
-        pd.concat(scores, ignore_index=True).to_parquet(Path(d) / SCORES_PART, index=False)
-        history_frame(spec.key, trial_id, result.history).to_parquet(Path(d) / HISTORY_PART, index=False)
+        scores.to_parquet(Path(d) / SCORES_PART, index=False)
+        history.to_parquet(Path(d) / HISTORY_PART, index=False)
         final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         tune.report({**final, "done": 1}, checkpoint=tune.Checkpoint.from_directory(d))
 

@@ -198,3 +198,20 @@ def test_study_on_a_two_node_cluster(tmp_path) -> None:
         assert (storage / "round-1").is_dir()
     finally:
         cluster.shutdown()
+
+
+def test_serial_runner_gives_the_same_results_as_ray(ray_session, tmp_path) -> None:
+    """The --serial debugging runner and the Ray trainable are the same trial: same rows, same scores (up to float
+    rounding: the two processes may pick differently vectorised kernels)."""
+    code, out = _run(tmp_path, seeds=[0])
+    assert code == 0
+    serial_out = tmp_path / "serial"
+    assert main([str(tmp_path / "study.yaml"), "--out", str(serial_out), "--no-report", "--serial"]) == 0
+    ray_rows = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key").sort_index()
+    serial_rows = pd.read_parquet(serial_out / TRIALS_FILE).set_index("trial_key").sort_index()
+    assert list(ray_rows.index) == list(serial_rows.index)
+    for column in ("auc", "val_auc", "threshold", "f1", "params_generator"):
+        np.testing.assert_allclose(ray_rows[column].to_numpy(), serial_rows[column].to_numpy(), rtol=1e-5)
+    a = pd.read_parquet(out / SCORES_FILE).sort_values(["trial_key", "split", "path"])
+    b = pd.read_parquet(serial_out / SCORES_FILE).sort_values(["trial_key", "split", "path"])
+    np.testing.assert_allclose(a["score"].to_numpy(), b["score"].to_numpy(), rtol=1e-5)
