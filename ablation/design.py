@@ -90,8 +90,14 @@ def _variant(study: Study, factors: dict[str, Any]) -> Variant:
     for key, value in factors.items():
         section, name = key.split(".", 1)
         (model if section == "model" else train)[name] = value
-    name = ",".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in factors.items()) or "base"
+    name = ",".join(f"{column(k)}={_fmt(v)}" for k, v in factors.items()) or "base"
     return Variant(name, dict(factors), model, train)
+
+
+def column(factor: str) -> str:
+    """The trials.parquet column of a factor: `model.attention` -> `attention`, `model.name` -> `model`."""
+    name = factor.split(".", 1)[1]
+    return "model" if factor == "model.name" else name
 
 
 def _fmt(value: Any) -> str:

@@ -22,7 +22,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from .design import TrialSpec, spec_for, variant_with
+from .design import TrialSpec, column, spec_for, variant_with
 from .results import FAILED, OK, STOPPED, ResultStore, make_row
 from .study import Dimension, Study
 from .trainable import HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
@@ -222,7 +222,7 @@ def _evaluated(earlier: pd.DataFrame, space: dict[str, Dimension]) -> tuple[list
     if earlier.empty:
         return [], []
     rows = earlier[earlier["status"] == OK]
-    points = [{k: _plain(row[k.split(".", 1)[1]]) for k in space} for _, row in rows.iterrows()]
+    points = [{k: _plain(row[column(k)]) for k in space} for _, row in rows.iterrows()]
     return points, [float(v) for v in rows["val_auc"]]
 
 
