@@ -13,24 +13,31 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, safe in Ray workers and CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from .stats import HELPS, HURTS, Effect  # noqa: E402
+from .stats import HELPS, HURTS, Effect
 
 DPI = 110
+MIN_DPI = 50
+MAX_BYTES = 190_000  # per PNG
 COLOURS = {HELPS: "#1b7837", HURTS: "#b2182b"}
 NEUTRAL = "#555555"
 MAX_PANELS = 15  # MVTec AD has 15 categories
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
-    """Write a PNG atomically (a reader never sees half a file) and free the figure."""
+    """Write a PNG atomically (a reader never sees half a file) and free the figure. A figure over MAX_BYTES (many
+    panels or curves) is re-rendered at a lower resolution, so the folder stays small enough to commit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
     try:
-        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+        dpi = DPI
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        while tmp.stat().st_size > MAX_BYTES and dpi > MIN_DPI:
+            dpi = max(MIN_DPI, int(dpi * 0.95 * math.sqrt(MAX_BYTES / tmp.stat().st_size)))
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -49,6 +56,17 @@ def forest_plot(effects: list[Effect], path: Path) -> Path:
         jitter = np.linspace(-0.18, 0.18, len(e.diffs)) if len(e.diffs) > 1 else np.zeros(len(e.diffs))
         ax.scatter(e.diffs, y + jitter, s=7, color=colour, alpha=0.35, lw=0)
     ax.axvline(0, color="black", lw=0.8)
+    # The numbers and verdict at the right edge, so the figure reads on its own.
+    for y, e in enumerate(reversed(effects)):
+        interval = f" [{e.low:+.3f}, {e.high:+.3f}]" if math.isfinite(e.low) else ""
+        ax.annotate(
+            f"{e.mean:+.3f}{interval}\n{e.verdict}",
+            (1.01, y),
+            xycoords=("axes fraction", "data"),
+            va="center",
+            fontsize=7,
+            color=COLOURS.get(e.verdict, NEUTRAL),
+        )
     ax.set_yticks(range(len(effects)))
     ax.set_yticklabels([f"{e.name}\n({e.change})" if len(e.change) < 30 else e.name for e in reversed(effects)])
     ax.set_xlabel("paired AUC difference (after - before); dots = pairs, bar = 95% bootstrap CI")
@@ -57,38 +75,67 @@ def forest_plot(effects: list[Effect], path: Path) -> Path:
 
 
 def category_heatmap(mean: pd.DataFrame, path: Path) -> Path:
-    """Mean AUC per category (rows) and variant (columns), annotated; best per row outlined."""
-    fig, ax = plt.subplots(figsize=(min(1.1 * mean.shape[1] + 2.5, 16), 0.4 * mean.shape[0] + 1.8))
-    image = ax.imshow(mean.to_numpy(dtype=float), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
-    for i in range(mean.shape[0]):
-        row = mean.iloc[i].to_numpy(dtype=float)
-        best = int(np.nanargmax(row)) if np.isfinite(row).any() else -1
-        for j, value in enumerate(row):
-            text = "" if not math.isfinite(value) else f"{value:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if value < 0.6 else "black",
-                    fontweight="bold" if j == best else "normal")  # fmt: skip
+    """Mean AUC per variant (rows, so long names read horizontally) and category (columns), annotated; the best
+    variant of each category outlined. `mean`: categories x variants, as in the report's table."""
+    grid = mean.T  # (variants, categories)
+    fig, ax = plt.subplots(figsize=(0.62 * grid.shape[1] + 4.0, 0.36 * grid.shape[0] + 1.6))
+    image = ax.imshow(grid.to_numpy(dtype=float), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    for j in range(grid.shape[1]):
+        column = grid.iloc[:, j].to_numpy(dtype=float)
+        best = int(np.nanargmax(column)) if np.isfinite(column).any() else -1
+        for i, value in enumerate(column):
+            if math.isfinite(value):
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if value < 0.6 else "black",
+                    fontweight="bold" if i == best else "normal",
+                )
         if best >= 0:
-            ax.add_patch(plt.Rectangle((best - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
-    ax.set_xticks(range(mean.shape[1]))
-    ax.set_xticklabels([short(c) for c in mean.columns], rotation=35, ha="right", fontsize=7)
-    ax.set_yticks(range(mean.shape[0]))
-    ax.set_yticklabels(mean.index, fontsize=8)
-    fig.colorbar(image, ax=ax, label="test AUC (mean over seeds)", fraction=0.04)
+            ax.add_patch(plt.Rectangle((j - 0.5, best - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
+    ax.set_xticks(range(grid.shape[1]))
+    ax.set_xticklabels(grid.columns, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(grid.shape[0]))
+    ax.set_yticklabels(grid.index, fontsize=7)
+    fig.colorbar(image, ax=ax, label="test AUC (mean over seeds)", fraction=0.03)
     return save(fig, path)
 
 
 def category_lines(mean: pd.DataFrame, std: pd.DataFrame, path: Path, paper: pd.DataFrame | None = None) -> Path:
     """AUC per category, one line per variant with +-1 std error bars (the form of the paper's Figure 8); the paper's
-    reported values, where given, as dashed lines."""
+    reported values, where given, as dashed lines in the colour of the matching column of `mean`."""
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(mean.index) + 3), 4.2))
     x = np.arange(len(mean.index))
+    colour = dict(zip(mean.columns, colours(len(mean.columns)), strict=True))
     for k, variant in enumerate(mean.columns):
         offset = (k - (len(mean.columns) - 1) / 2) * 0.04  # keep error bars of close variants apart
-        ax.errorbar(x + offset, mean[variant], yerr=std[variant].fillna(0), marker="o", ms=4, lw=1.3, capsize=2,
-                    label=short(variant, 40))  # fmt: skip
+        ax.errorbar(
+            x + offset,
+            mean[variant],
+            yerr=std[variant].fillna(0),
+            marker="o",
+            ms=4,
+            lw=1.3,
+            capsize=2,
+            label=short(variant, 40) if paper is None else f"ours: {variant}",
+            color=colour[variant],
+        )
     if paper is not None:
         for column in paper.columns:
-            ax.plot(x, paper[column].reindex(mean.index), ls="--", lw=1, marker="x", ms=4, label=f"paper: {column}")
+            ax.plot(
+                x,
+                paper[column].reindex(mean.index),
+                ls="--",
+                lw=1,
+                marker="x",
+                ms=5,
+                color=colour.get(column),
+                label=f"paper: {column}",
+            )
     ax.set_xticks(x)
     ax.set_xticklabels(mean.index, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel("test AUC (mean +- std over seeds)")
@@ -99,81 +146,90 @@ def category_lines(mean: pd.DataFrame, std: pd.DataFrame, path: Path, paper: pd.
 
 
 def roc_curves(curves: pd.DataFrame, path: Path) -> Path:
-    """ROC curves, one panel per category; `curves`: label, category, seed, fpr (array), tpr (array), auc."""
+    """ROC curves, one panel per category; `curves`: label ("best"/"worst"), name (variant or trial), category,
+    seed, fpr (array), tpr (array), auc. One thin line per seed; the legend gives the mean AUC."""
     categories = list(dict.fromkeys(curves["category"]))[:MAX_PANELS]
-    cols = min(len(categories), 5)
-    rows = math.ceil(len(categories) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.4, 2.6 * rows + 0.5), squeeze=False)
-    labels = list(dict.fromkeys(curves["label"]))
-    palette = dict(zip(labels, ("#1b7837", "#b2182b", "#2166ac", "#e08214"), strict=False))
-    for ax, category in zip(axes.flat, categories, strict=False):
-        for label in labels:
-            part = curves[(curves["category"] == category) & (curves["label"] == label)]
+    fig, axes = panels(len(categories), 2.6, 2.6)
+    palette = {"best": "#1b7837", "worst": "#b2182b"}
+    for ax, category in zip(axes, categories, strict=False):
+        for (label, name), part in curves[curves["category"] == category].groupby(["label", "name"], sort=False):
             for i, (_, c) in enumerate(part.iterrows()):
-                name = f"{short(label, 28)} (AUC {part['auc'].mean():.2f})" if i == 0 else None
-                ax.plot(c["fpr"], c["tpr"], color=palette.get(label, NEUTRAL), lw=1, alpha=0.75, label=name)
+                legend = f"{label}: {short(name, 28)} (AUC {part['auc'].mean():.2f})" if i == 0 else None
+                ax.plot(c["fpr"], c["tpr"], color=palette.get(label, NEUTRAL), lw=1, alpha=0.75, label=legend)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.6, ls=":")
         ax.set_title(category, fontsize=9)
         ax.set_xlabel("false positive rate", fontsize=7)
         ax.set_ylabel("true positive rate", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="lower right")
-    for ax in axes.flat[len(categories) :]:
-        ax.axis("off")
-    fig.tight_layout()
     return save(fig, path)
 
 
-def val_auc_history(frame: pd.DataFrame, path: Path) -> Path:
+def val_auc_history(frame: pd.DataFrame, path: Path, highlight: set[tuple[str, str]] | None = None) -> Path:
     """Validation AUC over training iterations, one panel per category; `frame`: category, line (a variant or
-    trial), iteration, mean, std."""
+    trial), iteration, mean, std. With `highlight` ((category, line) of a search's best trials), every other line is
+    thin and grey."""
     categories = list(dict.fromkeys(frame["category"]))[:MAX_PANELS]
-    cols = min(len(categories), 3)
-    rows = math.ceil(len(categories) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 1.8, 3.0 * rows + 0.4), squeeze=False)
-    for ax, category in zip(axes.flat, categories, strict=False):
+    fig, axes = panels(len(categories), 3.4, 2.5, cols=3 if len(categories) <= 6 else 5)
+    bands = frame["line"].nunique() <= 4  # +-std bands of many variants only hide each other
+    colour = dict(zip(dict.fromkeys(frame["line"]), colours(frame["line"].nunique()), strict=True))
+    for ax, category in zip(axes, categories, strict=False):
         part = frame[frame["category"] == category]
         for line, g in part.groupby("line", sort=False):
             g = g.sort_values("iteration")
-            (drawn,) = ax.plot(g["iteration"], g["mean"], marker="o", ms=3, lw=1.2, label=short(str(line), 40))
-            spread = g["std"].fillna(0).to_numpy()
-            ax.fill_between(g["iteration"], g["mean"] - spread, g["mean"] + spread, color=drawn.get_color(), alpha=0.15)
+            if highlight is not None and (category, line) not in highlight:
+                ax.plot(g["iteration"], g["mean"], color="grey", lw=0.7, alpha=0.5)
+                continue
+            label = f"best: {line}" if highlight else short(str(line), 40)
+            (drawn,) = ax.plot(g["iteration"], g["mean"], marker="o", ms=3, lw=1.4, label=label, color=colour[line])
+            if bands:
+                spread = g["std"].fillna(0).to_numpy()
+                ax.fill_between(
+                    g["iteration"], g["mean"] - spread, g["mean"] + spread, color=drawn.get_color(), alpha=0.15
+                )
         ax.set_title(category, fontsize=9)
         ax.set_xlabel("iteration", fontsize=8)
         ax.set_ylabel("val AUC", fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(categories) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if len(labels) <= 20:
-        fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
+        if highlight is not None:
+            ax.legend(fontsize=7, loc="lower right")
+    if highlight is None:
+        handles, labels = axes[0].get_legend_handles_labels()
+        if len(labels) <= 20:
+            fig.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return save(fig, path)
 
 
 def search_history(frame: pd.DataFrame, path: Path) -> Path:
-    """A search's val AUC per trial in order, with the running best; `frame`: category, index, val_auc, status."""
-    fig, ax = plt.subplots(figsize=(7.0, 3.8))
-    for category, g in frame.groupby("category", sort=False):
-        g = g.sort_values("index")
-        ok = g[g["status"] == "ok"]
-        (points,) = ax.plot(ok["index"], ok["val_auc"], "o", ms=5, label=f"{category}: finished")
-        colour = points.get_color()
-        stopped = g[g["status"] == "stopped"]
+    """A search's val AUC per trial in sampling order with the best so far, one panel per category (each category
+    is its own search); `frame`: category, index, val_auc, status."""
+    categories = list(dict.fromkeys(frame["category"]))[:MAX_PANELS]
+    fig, axes = panels(len(categories), 4.2, 3.0, cols=3)
+    for ax, category in zip(axes, categories, strict=False):
+        g = frame[frame["category"] == category].sort_values("index")
+        ok, stopped, failed = (g[g["status"] == s] for s in ("ok", "stopped", "failed"))
+        ax.plot(ok["index"], ok["val_auc"], "o", ms=5, color="#2166ac", label="finished")
         if len(stopped):
-            ax.plot(stopped["index"], stopped["val_auc"], "o", ms=5, mfc="none", color=colour,
-                    label=f"{category}: stopped early")  # fmt: skip
-        failed = g[g["status"] == "failed"]
+            ax.plot(
+                stopped["index"],
+                stopped["val_auc"],
+                "o",
+                ms=5,
+                mfc="none",
+                color="#2166ac",
+                label="stopped early (last val AUC)",
+            )
         if len(failed):
-            ax.plot(failed["index"], np.zeros(len(failed)), "x", color=colour, label=f"{category}: failed (at 0)")
-        best = ok.set_index("index")["val_auc"].reindex(g["index"]).cummax()
-        ax.step(g["index"], best, where="post", color=colour, lw=1.5, label=f"{category}: best so far")
-    ax.set_xlabel("trial (order of sampling)")
-    ax.set_ylabel("val AUC (the search metric)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+            ax.plot(failed["index"], np.zeros(len(failed)), "x", color="#b2182b", label="failed (drawn at 0)")
+        best = ok.set_index("index")["val_auc"].cummax().reindex(g["index"]).ffill()  # flat over stopped/failed
+        ax.step(g["index"], best, where="post", color="#e08214", lw=1.5, label="best so far")
+        ax.set_title(category, fontsize=9)
+        ax.set_xlabel("trial (order of sampling)", fontsize=8)
+        ax.set_ylabel("val AUC (the search metric)", fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
     return save(fig, path)
 
 
@@ -193,6 +249,24 @@ def importance_bars(importances: pd.DataFrame, path: Path) -> Path:
     if len(importances.columns) > 1:
         ax.legend(fontsize=7)
     return save(fig, path)
+
+
+def panels(n: int, width: float, height: float, cols: int = 5) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of `n` panels, at most `cols` a row; unused cells are hidden. Returns (figure, the n axes)."""
+    cols = max(1, min(n, cols))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols + 0.4, height * rows + 0.5), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
+
+def colours(n: int) -> list:
+    """n distinct line colours: matplotlib's default 10, or tab20's 20 for more lines."""
+    palette = plt.get_cmap("tab10" if n <= 10 else "tab20").colors
+    return [palette[i % len(palette)] for i in range(n)]
 
 
 def short(text: str, width: int = 24) -> str:

@@ -10,6 +10,7 @@ cannot average over seeds; the report does), and an optional ASHA scheduler stop
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -56,7 +57,7 @@ class Ledger(tune.Callback):
         if result.get("done") and checkpoint is not None:
             with checkpoint.as_directory() as d:
                 d = Path(d)
-                row = pd.read_json(d / ROW_FILE, typ="series").to_dict()
+                row = json.loads((d / ROW_FILE).read_text())
                 self._record(spec, row, pd.read_parquet(d / SCORES_PART), pd.read_parquet(d / HISTORY_PART))
             return
         # Stopped early by the scheduler (search studies only): keep what it reported.

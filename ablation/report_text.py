@@ -1,0 +1,255 @@
+"""Markdown pieces of the report: tables, number formats, and the sentences that say a result in plain words."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .stats import ALPHA, HELPS, HURTS, Effect, fmt
+
+# Settings worth stating in the header when every trial shares them.
+SHOWN_SETTINGS = (
+    "model",
+    "image_size",
+    "iterations",
+    "batch_size",
+    "lr",
+    "w_adv",
+    "w_ctx",
+    "w_lat",
+    "score_lambda",
+    "base_channels",
+    "max_channels",
+    "depth",
+    "ndf",
+    "nz",
+    "eval_every",
+)
+
+
+def effect_sentence(e: Effect) -> str:
+    """One plain-words line: "attention (off -> on): helps, +0.041 AUC [+0.012, +0.070], p = 0.031 (12/12 pairs
+    higher); costs 1.05x params, 1.4x train time, 0.7x images/s", and why when there is no verdict."""
+    if e.n == 0:
+        return f"**{e.name}** ({e.change}): not estimable, no matched pairs ({e.dropped} dropped)"
+    if e.interaction:
+        text = f"**{e.name}** (interaction: {e.change}): {signed(e.mean)} AUC {ci_text(e)}, {p_text(e.p)}"
+        return f"{text} (but q = {e.q:.2f}: may be chance)" if chance(e) else text
+    text = f"**{e.name}** ({e.change}): {e.verdict}, {signed(e.mean)} AUC {ci_text(e)}, {p_text(e.p)} ({wins_text(e)})"
+    costs = cost_words(e.cost)
+    text = f"{text}; costs {costs}" if costs else text
+    if e.verdict in (HELPS, HURTS) and chance(e):
+        return f"{text} (but q = {e.q:.2f} after adjusting for the effects tested: may be chance)"
+    return f"{text} ({e.note})" if e.note and e.verdict not in (HELPS, HURTS) else text
+
+
+def chance(e: Effect) -> bool:
+    """A helps/hurts verdict that does not survive the adjustment for multiple effects."""
+    return math.isfinite(e.q) and e.q >= ALPHA
+
+
+def cost_words(cost: dict[str, float]) -> str:
+    names = {"params": "params", "train_seconds": "train time", "images_per_second": "images/s"}
+    parts = [f"{ratio(v)} {names[k]}" for k, v in cost.items() if math.isfinite(v)]
+    return ", ".join(parts)
+
+
+def effect_method(kind: str) -> str:
+    pairing = (
+        "base - component off, matched on seed and category"
+        if kind == "loco"
+        else ("after - before, matched on every other factor, seed and category")
+    )
+    return (
+        f"Paired difference in test AUC ({pairing}). Interval: 95% BCa bootstrap of the mean (scipy.stats.bootstrap, "
+        f"9,999 resamples; percentile where BCa is undefined). p: two-sided Wilcoxon signed-rank test "
+        f"(scipy.stats.wilcoxon). Verdict: *helps* / *hurts* when the interval excludes 0 and p < {ALPHA:g}, else "
+        f"*no evidence either way*. q: p adjusted for the number of effects tested (Benjamini-Hochberg, "
+        f"scipy.stats.false_discovery_control); a verdict with q >= {ALPHA:g} may be one of the chance findings "
+        f"expected when many effects are tested. Cost: mean after / mean before over the same pairs."
+    )
+
+
+def effect_table(effects: list[Effect], cost: bool = True) -> list[str]:
+    headers = ["factor", "change", "effect on AUC [95% CI]", "p", "q", "pairs higher", "verdict"]
+    if cost:
+        headers += ["params", "train time", "images/s"]
+    body = []
+    for e in effects:
+        verdict = f"**{e.verdict}**" if e.verdict in (HELPS, HURTS) else e.verdict
+        q = "—" if not math.isfinite(e.q) else f"{e.q:.3f}"
+        row = [f"`{e.name}`", e.change, f"{signed(e.mean)} {ci_text(e)}", p_text(e.p), q, wins_text(e), verdict]
+        if cost:
+            row += [ratio(e.cost.get(k)) for k in ("params", "train_seconds", "images_per_second")]
+        body.append(row)
+    return md_table(headers, body)
+
+
+def effect_notes(effects: list[Effect]) -> list[str]:
+    lines = []
+    for e in effects:
+        parts = [e.note] if e.note else []
+        if e.verdict in (HELPS, HURTS) and chance(e):
+            parts.append(f"q = {e.q:.2f} after adjusting for the effects tested: may be a chance finding")
+        if e.dropped:
+            parts.append(
+                f"{e.dropped} pair{'s' if e.dropped > 1 else ''} dropped (one side failed, stopped or missing)"
+            )
+        if parts:
+            lines.append(f"- `{e.name}`: {'; '.join(parts)}.")
+    return [*lines, ""] if lines else []
+
+
+def threshold_sentence(rows: pd.DataFrame) -> str:
+    """How accuracy/precision/recall/F1 were thresholded, in words, per rule the trials used."""
+    if "threshold_rule" not in rows:
+        return "not recorded"
+    parts = []
+    quantile = rows["threshold_quantile"] if "threshold_quantile" in rows else pd.Series(0.95, rows.index)
+    quantile = quantile.where(rows["threshold_rule"] == "val_quantile", 0.0)  # the quantile matters to that rule only
+    for (rule, q), g in rows.groupby([rows["threshold_rule"], quantile.round(6)]):
+        if rule == "val_quantile":
+            percentile, budget = round(q * 100, 6), round((1 - q) * 100, 6)
+            text = (
+                f"{_ordinal(percentile)} percentile of the validation normal images' scores (a {budget:g}% "
+                f"false-positive budget on held-out normal images)"
+            )
+        else:
+            text = "the F1-optimal threshold on the validation split (normal images and their synthetic defects)"
+        used = g.get("threshold_rule_used", pd.Series(dtype=str))
+        fallback = int(((used != rule) & (used != "") & used.notna()).sum())
+        if fallback:
+            text += f"; fell back to val_quantile in {fallback} trials (no defects in the validation split)"
+        parts.append(text + (f" ({len(g)} trials)" if rows["threshold_rule"].nunique() > 1 else ""))
+    return "; ".join(parts) + "; chosen without test labels"
+
+
+def compute_sentence(rows: pd.DataFrame) -> str:
+    seconds = rows["train_seconds"].fillna(0).sum() + rows["score_seconds"].fillna(0).sum()
+    text = f"{_duration(seconds)} of training and scoring summed over trials"
+    if "started_at" in rows and "finished_at" in rows:
+        start = pd.to_datetime(rows["started_at"], utc=True, errors="coerce").min()
+        end = pd.to_datetime(rows["finished_at"], utc=True, errors="coerce").max()
+        if pd.notna(start) and pd.notna(end):
+            text += (
+                f"; wall time {_duration((end - start).total_seconds())} ({start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC)"
+            )
+    return text
+
+
+def shared_settings(rows: pd.DataFrame) -> str:
+    shown = [(c, constant(rows, c)) for c in SHOWN_SETTINGS if c != "image_size"]
+    return ", ".join(f"{c}={fmt(v)}" for c, v in shown if v is not None)
+
+
+def planned_trials(study: dict | None, n_categories: int) -> int | None:
+    """How many trials the study file asks for (None without it)."""
+    if not study:
+        return None
+    seeds = len(study.get("seeds") or [0])
+    categories = (study.get("dataset") or {}).get("categories") or ["all"]
+    n_cat = n_categories if categories in (["all"], "all") else len(categories)
+    if study.get("search"):
+        return int(study["search"].get("trials", 20)) * n_cat
+    if study.get("loco"):
+        return (len(study["loco"]) + 1) * seeds * n_cat
+    grid = study.get("grid") or {}
+    return int(np.prod([len(v) for v in grid.values()] or [1])) * seeds * n_cat
+
+
+def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """A GitHub-flavoured Markdown table ("|" in cells escaped: trial keys contain it)."""
+
+    def line(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *(line(r) for r in rows)]
+
+
+def mean_std(values: pd.Series) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "—"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.3f}"
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+
+
+def cell(mean: float, std: float, n: int) -> str:
+    if not n or not math.isfinite(mean):
+        return "—"
+    return f"{mean:.3f}" if n < 2 or not math.isfinite(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def ci_text(e: Effect) -> str:
+    if not (math.isfinite(e.low) and math.isfinite(e.high)):
+        return "[no interval: one pair]" if e.n == 1 else "[no interval]"
+    return f"[{e.low:+.3f}, {e.high:+.3f}]"
+
+
+def p_text(p: float) -> str:
+    if not math.isfinite(p):
+        return "p: n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def wins_text(e: Effect) -> str:
+    ties = e.n - e.wins - e.losses
+    return f"{e.wins}/{e.n} pairs higher" + (f", {ties} tied" if ties else "")
+
+
+def signed(x: float) -> str:
+    return "—" if not math.isfinite(x) else f"{x:+.3f}"
+
+
+def ratio(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.2f}x"
+
+
+def num(x: float, digits: int = 3) -> str:
+    return "—" if x is None or not math.isfinite(float(x)) else f"{float(x):.{digits}f}"
+
+
+def _ordinal(x: float) -> str:
+    """95 -> "95th", 99.5 -> "99.5th", 91 -> "91st"."""
+    if not float(x).is_integer():
+        return f"{x:.3g}th"
+    k = int(x)
+    return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+def constant(rows: pd.DataFrame, column: str) -> Any:
+    """The column's value (as a plain Python value) if every trial has the same one, else None."""
+    values = rows[column].dropna().unique() if column in rows else []
+    if len(values) != 1:
+        return None
+    return values[0].item() if hasattr(values[0], "item") else values[0]
+
+
+def first(values: pd.Series) -> str:
+    values = [v for v in values.dropna().unique() if v != ""]
+    return str(values[0]) if values else ""
+
+
+def trial_name(key: str) -> str:
+    """A trial's name without seed and category: "search#0003|seed=0|nut" -> "search#0003"."""
+    return str(key).split("|", 1)[0]
+
+
+def trial_index(key: str) -> int:
+    """A search trial's sampling order: "search#0003|seed=0|nut" -> 3 (-1 for a grid trial)."""
+    name = trial_name(key)
+    digits = name.rsplit("#", 1)[-1]
+    return int(digits) if digits.isdigit() else -1
