@@ -234,9 +234,15 @@ def _plain(value: Any) -> Any:
 def _error_line(trial) -> str:
     """The last line of the trial's error (its exception type and message), not the whole traceback."""
     text = ""
-    try:
-        text = trial.get_error() or ""
-    except Exception:  # the error file may be on an unreachable node; fall back to what Tune keeps in memory
-        text = ""
+    # Tune writes the error to the trial's local staging folder before calling back, and copies it to the
+    # storage folder only at its next sync: read the local file first, the storage copy only if that is gone.
+    local = getattr(trial, "error_file", None)
+    if local and Path(local).is_file():
+        text = Path(local).read_text(errors="replace")
+    if not text.strip():
+        try:
+            text = trial.get_error() or ""
+        except Exception:  # the storage copy may be on an unreachable file system
+            text = ""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[-1][:2000] if lines else "trial failed (no error message was recorded)"

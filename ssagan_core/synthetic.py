@@ -4,6 +4,11 @@ Three textures and two objects, five defect kinds (each applies to every categor
 drawn in normalised coordinates (the image is the unit square) from seeds derived from (seed, category, split, class,
 index), so it is deterministic and the same scene renders at any resolution. `write_mvtec_tree` writes the same images
 in the MVTec AD folder layout, for testing and benchmarking the real-dataset loaders.
+
+Sized for the ablation budget (32 px, a few hundred iterations on a CPU): normal scenes vary little, as under a fixed
+camera with controlled light (parts in a fixture, a web running in register, small shifts and exposure changes), and
+textures stay legible at 32 px; defects span 10-30% of the image side (1-5% of its area) and differ strongly in
+lightness or hue from everything in view.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ MIN_SIZE, MAX_SIZE = 16, 4096
 SUPERSAMPLE_TO = 64  # small images are rendered at >= this many pixels and block-averaged, so they do not alias
 NOISE_SIGMA = 2.0 / 255  # sensor noise, per pixel and channel (2 grey levels)
 LX, LY = -0.6, -0.8  # direction towards the light in image coordinates (x right, y down): the top left
+BITE_INSET = 0.025  # a piece broken off an object is centred this far inside its outline: a chunk, not a nick
 
 Site = Callable[[np.random.Generator], tuple[float, float]]
 Painted = tuple[np.ndarray, np.ndarray]  # a defective image (3, H, W) and the defect's coverage alpha (H, W)
@@ -52,7 +58,8 @@ class _Scene:
     background: np.ndarray | None = None  # objects: (3, H, W), what a missing piece reveals
     foreground: np.ndarray | None = None  # objects: (3, H, W), the object's own colours
     coverage: np.ndarray | None = None  # objects: (H, W) alpha of the object over the background
-    edge_site: Site | None = None  # objects: draws a point on the outline, where a piece breaks off
+    edge_site: Site | None = None  # objects: draws a point just inside the outline, where a piece breaks off
+    surroundings: tuple[np.ndarray, ...] = ()  # objects: nominal colours of the table, which a foreign body also leaves
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -204,9 +211,9 @@ def _render_one(category: str, image_size: int, entropy: list[int], defect: str)
 
 def _lighting(image: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Per-image exposure, a gentle illumination gradient and a slight colour cast: a controlled inspection station."""
-    gain = rng.uniform(0.96, 1.04)
-    gx, gy = rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05)
-    tint = 1 + rng.normal(0, 0.01, (3, 1, 1)).astype(np.float32)
+    gain = rng.uniform(0.98, 1.02)
+    gx, gy = rng.uniform(-0.03, 0.03), rng.uniform(-0.03, 0.03)
+    tint = 1 + rng.normal(0, 0.006, (3, 1, 1)).astype(np.float32)
     return image * (gain * (1 + gx * (x - 0.5) + gy * (y - 0.5))) * tint
 
 
@@ -272,6 +279,14 @@ def _band_limit(freq: float, aa: float) -> float:
     return float(1 - _smoothstep(1 / 6, 1 / 3, np.asarray(freq * aa)))
 
 
+def _grid_lines(x: np.ndarray, y: np.ndarray, per_side: int, width: float, aa: float) -> np.ndarray:
+    """Coverage of a square grid of lines `width` wide, `per_side` of them across the image each way (the lines
+    run through the middles of the `per_side` x `per_side` tiles of the image, so none lies on its border)."""
+    dx = np.abs((x * per_side) % 1 - 0.5) / per_side  # distance to the nearest line
+    dy = np.abs((y * per_side) % 1 - 0.5) / per_side
+    return _fill(np.minimum(dx, dy) - 0.5 * width, aa)
+
+
 def _light_in_frame(angle: float) -> tuple[float, float]:
     """The light direction in the frame of `_rotate(..., angle)`, so an object turned by `angle` is still lit
     from the top left."""
@@ -307,16 +322,16 @@ def _texture_site(rng: np.random.Generator) -> tuple[float, float]:
 WEAVE_WARP, WEAVE_WEFT = _colour((0.66, 0.58, 0.46)), _colour((0.52, 0.47, 0.40))
 WOOD_EARLY, WOOD_LATE = _colour((0.82, 0.63, 0.42)), _colour((0.50, 0.31, 0.16))
 STEEL = _colour((0.58, 0.59, 0.61))
-NUT_STEEL, NUT_TABLE = _colour((0.62, 0.64, 0.67)), _colour((0.86, 0.84, 0.76))  # on a pale workbench
-CAPSULE_CAP, CAPSULE_BODY = _colour((0.80, 0.22, 0.12)), _colour((0.92, 0.90, 0.84))
-CAPSULE_TABLE = _colour((0.16, 0.17, 0.18))
-RUST = _colour((0.95, 0.5, 0.22))
+NUT_STEEL, NUT_TABLE = _colour((0.62, 0.64, 0.67)), _colour((0.32, 0.50, 0.38))  # on a green cutting mat
+CAPSULE_CAP, CAPSULE_BODY = _colour((0.72, 0.30, 0.20)), _colour((0.84, 0.82, 0.76))
+CAPSULE_TABLE = _colour((0.45, 0.55, 0.62))  # a slate-blue tray
+RUST, INK = _colour((0.95, 0.5, 0.22)), _colour((0.2, 0.25, 0.75))
 
 
 def _weave(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _Scene:
     """Plain-woven fabric: 6 thick threads per image side each way, every thread alternately over and under."""
     threads = 6.0  # >= 5 px per thread at 32 px, so the weave stays legible
-    # The web runs through the camera's field square and in register, give or take a sixth of a thread.
+    # The web runs through the camera's field square and in register, give or take a twelfth of a thread.
     u, v = _rotate(x, y, 0.5, 0.5, rng.uniform(-0.01, 0.01))
     u = u * threads + rng.uniform(-0.08, 0.08)
     v = v * threads + rng.uniform(-0.08, 0.08)
@@ -354,9 +369,9 @@ def _wood(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> 
     warp = 0.06 * _waves(x, y, rng, 4, 0.5, 1.2)
     rings = r * 5.0 + warp + rng.uniform(-0.06, 0.06)  # 5 rings per unit radius: >= 6 px apart at 32 px
     g = rings - np.floor(rings)
-    # Broad light earlywood turns into a narrow dark latewood band, which ends sharply at the next ring.
-    late = _smoothstep(0.55, 0.95, g) ** 1.5
-    fibre = 0.04 * _waves(x, y, rng, 5, 9.0, 20.0, angle=math.pi / 2 + angle, spread=0.08)  # along the board
+    # Broad light earlywood, a narrower dark latewood band (planed smooth: soft on both sides at this scale).
+    late = (0.5 - 0.5 * np.cos(2 * math.pi * g)) ** 3
+    fibre = 0.02 * _waves(x, y, rng, 5, 9.0, 20.0, angle=math.pi / 2 + angle, spread=0.08)  # along the board
     shade = 1 + fibre + 0.025 * _waves(x, y, rng, 3, 0.5, 1.5)
     image = (WOOD_EARLY[:, None, None] * (1 - late) + WOOD_LATE[:, None, None] * late) * shade
     return _Scene(image=image, tones=(WOOD_EARLY, WOOD_LATE), site=_texture_site, flat=_colour((0.93, 0.84, 0.68)))
@@ -405,7 +420,8 @@ def _nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _
     shade = shade * (1 - countersink) + (0.55 - 0.3 * toward_light) * countersink  # the far wall faces the light
     foreground = _paint(NUT_STEEL, shade)
 
-    table = 1 + 0.02 * _waves(x, y, rng, 3, 1.0, 3.0)
+    # The cutting mat's printed grid, a line every eighth of the image (the mat is fixed under the camera).
+    table = (1 + 0.02 * _waves(x, y, rng, 3, 1.0, 3.0)) * (1 - 0.35 * _grid_lines(x, y, 8, 0.014, aa))
     sx, sy = _rotate(x - 0.02, y - 0.025, cx, cy, angle)  # shadow cast down-right, away from the light
     shadow = 0.35 * np.clip(0.5 - signed_distance(sx, sy) / 0.03, 0, 1)
     background = _paint(NUT_TABLE, table * (1 - shadow))
@@ -423,11 +439,12 @@ def _nut(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> _
         phi = rng.uniform(0, 2 * math.pi)
         # Distance from the centre to the hexagon's side along phi (sides at 0, 60, 120 degrees), or the chamfer.
         hexagon = apothem / max(abs(math.cos(phi - k * math.pi / 3)) for k in range(3))
-        return to_image(min(hexagon, 1.1 * apothem), phi)
+        return to_image(min(hexagon, 1.1 * apothem) - BITE_INSET, phi)
 
     return _Scene(
         image=image,
         tones=(NUT_STEEL,),
+        surroundings=(NUT_TABLE,),
         site=site,
         background=background,
         foreground=foreground,
@@ -456,12 +473,12 @@ def _capsule(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) 
     lambert = np.clip(lx * nx + ly * ny + lz * nz, 0, 1)
     hx, hy, hz = lx, ly, lz + 1  # halfway between light and camera, unnormalised
     norm = math.sqrt(hx * hx + hy * hy + hz * hz)
-    specular = np.clip((hx * nx + hy * ny + hz * nz) / norm, 0, 1) ** 40
+    specular = np.clip((hx * nx + hy * ny + hz * nz) / norm, 0, 1) ** 12  # a matte gelatin shell
     seam = 0.04 * scale
     cap = (px < seam)[None]
     colour = np.where(cap, CAPSULE_CAP[:, None, None], CAPSULE_BODY[:, None, None])
-    groove = 1 - 0.35 * np.exp(-(((px - seam) / 0.008) ** 2))  # the cap's rim casts a thin line
-    foreground = colour * ((0.3 + 0.75 * lambert) * groove)[None] + 0.45 * specular[None]
+    groove = 1 - 0.3 * np.exp(-(((px - seam) / 0.012) ** 2))  # the cap's rim casts a thin line
+    foreground = colour * ((0.3 + 0.75 * lambert) * groove)[None] + 0.3 * specular[None]
 
     table = 1 + 0.02 * _waves(x, y, rng, 3, 1.0, 3.0)
     sx, sy = _rotate(x - 0.02, y - 0.025, cx, cy, angle)
@@ -478,12 +495,13 @@ def _capsule(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) 
 
     def edge_site(rng: np.random.Generator) -> tuple[float, float]:
         if rng.uniform() < 0.25:  # an end of the capsule
-            return to_image(_sign(rng) * (half + radius), 0.0)
-        return to_image(rng.uniform(-0.9, 0.9) * half, _sign(rng) * radius)
+            return to_image(_sign(rng) * (half + radius - BITE_INSET), 0.0)
+        return to_image(rng.uniform(-0.9, 0.9) * half, _sign(rng) * (radius - BITE_INSET))
 
     return _Scene(
         image=image,
         tones=(CAPSULE_CAP, CAPSULE_BODY),
+        surroundings=(CAPSULE_TABLE,),
         site=site,
         background=background,
         foreground=foreground,
@@ -512,18 +530,27 @@ def _on_surface(scene: _Scene, alpha: np.ndarray) -> np.ndarray:
 def _contrasting(
     scene: _Scene, options: dict[str, Callable[[np.ndarray], np.ndarray]], rng: np.random.Generator
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Pick one of `options` (colour changes) that shows on every nominal colour of the surface: the best one most
-    of the time, otherwise any that still contrasts."""
-    contrast = {k: min(float(np.abs(f(t) - t).sum()) for t in scene.tones) for k, f in options.items()}
-    best = max(contrast, key=contrast.__getitem__)
-    good = [k for k, c in contrast.items() if c >= 0.5 * contrast[best]]
-    return options[best] if rng.uniform() < 0.7 else options[good[rng.integers(len(good))]]
+    """Pick one of `options` (colour changes) that shows on every nominal colour of the surface: any that contrasts
+    at least 70% as much as the best one, all equally likely."""
+    contrast = {k: min(_colour_distance(f(t), t) for t in scene.tones) for k, f in options.items()}
+    best = max(contrast.values())
+    good = [k for k, c in contrast.items() if c >= 0.7 * best]
+    return options[good[rng.integers(len(good))]]
+
+
+def _colour_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """How different two (3,) colours look: the lightness difference plus twice the hue difference, so a rust or
+    ink stain on grey steel counts as strongly as a much darker oil stain (a detector notices a new hue at least
+    as readily as a change of brightness)."""
+    d = a - b
+    lightness = float(d.mean())
+    return 3 * abs(lightness) + 2 * float(np.abs(d - lightness).sum())
 
 
 def _scratch(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> Painted:
     """A long gouge, tapering at both ends: an arc of a circle, much brighter or darker than the surface."""
     cx, cy = scene.site(rng)
-    length, width = rng.uniform(0.26, 0.38), rng.uniform(0.06, 0.08)  # 8-12 px long, 2-2.5 px wide at 32 px
+    length, width = rng.uniform(0.26, 0.38), rng.uniform(0.065, 0.085)  # 8-12 px long, 2-2.7 px wide at 32 px
     heading = rng.uniform(0, 2 * math.pi)
     bend = length * rng.uniform(0.7, 2.5) * _sign(rng)  # radius of the arc, signed: curving left or right
     ox, oy = cx - bend * math.sin(heading), cy + bend * math.cos(heading)  # the arc's centre
@@ -555,7 +582,7 @@ def _hole(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
 
 
 def _stain(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> Painted:
-    """A soft irregular discoloured blob (oil, rust or bleach), darker at its rim where the pigment collects."""
+    """A soft irregular discoloured blob (oil, rust, bleach or ink), darker at its rim where the pigment collects."""
     cx, cy = scene.site(rng)
     dx, dy = x - cx, y - cy
     d = np.hypot(dx, dy)
@@ -568,6 +595,7 @@ def _stain(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
         "oil": lambda c: c * 0.25,
         "rust": lambda c: c * 0.3 + _per_channel(RUST, c) * 0.55,
         "bleach": lambda c: c * 0.2 + 0.8,
+        "ink": lambda c: c * 0.3 + _per_channel(INK, c) * 0.5,
     }
     target = _contrasting(scene, stains, rng)(scene.image)
     opacity = _on_surface(scene, opacity)
@@ -575,14 +603,19 @@ def _stain(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
 
 
 def _missing(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, aa: float) -> Painted:
-    """Objects: a bite out of the outline, showing the table. Textures: a torn-out or chipped-out chunk, showing
-    what lies beneath (the dark backing of a web or sheet, the pale fresh wood of a board)."""
+    """Objects: a bite out of the outline, showing the table, its fresh fracture face catching the light. Textures:
+    a torn-out or chipped-out chunk, showing what lies beneath (the dark backing of a web or sheet, the pale fresh
+    wood of a board)."""
     if scene.edge_site is not None:  # an object
         cx, cy = scene.edge_site(rng)
-        bite = _fill(np.hypot(x - cx, y - cy) - rng.uniform(0.1, 0.13), aa)
-        alpha = scene.coverage * bite
-        image = scene.image + (scene.background - scene.foreground) * alpha[None]
-        return image, alpha
+        d = np.hypot(x - cx, y - cy) - rng.uniform(0.1, 0.13)  # signed distance to the bite's outline
+        bite = _fill(d, aa)
+        face = _fill(d - 0.03, aa) * (1 - bite)  # a band along the break, on the object's side
+        fracture = scene.foreground * 0.3 + 0.7
+        gone, broken = scene.coverage * bite, scene.coverage * face
+        image = scene.image + (scene.background - scene.foreground) * gone[None]
+        image = image + (fracture - scene.foreground) * broken[None]
+        return image, gone + broken
     cx, cy = scene.site(rng)
     dx, dy = x - cx, y - cy
     radius = _blob_radius(np.arctan2(dy, dx), rng.uniform(0.08, 0.11), rng, (2, 3, 5), 0.15)
@@ -597,9 +630,10 @@ def _foreign(scene: _Scene, x: np.ndarray, y: np.ndarray, rng: np.random.Generat
     u, v = _rotate(x, y, cx, cy, rng.uniform(0, math.pi))
     u = u / rng.uniform(1.2, 2.0)  # elongated along its own axis
     r = np.hypot(u, v) + 1e-6
-    alpha = _fill(r - _blob_radius(np.arctan2(v, u), rng.uniform(0.055, 0.07), rng, (3, 4, 6), 0.15), aa)
+    alpha = _fill(r - _blob_radius(np.arctan2(v, u), rng.uniform(0.06, 0.075), rng, (3, 4, 6), 0.15), aa)
     # A colour far from every colour of the surface, so the particle contrasts wherever it lies.
-    distance = np.min([np.abs(FOREIGN_COLOURS - t).sum(axis=1) for t in scene.tones], axis=0)
+    distance = [min(_colour_distance(c, t) for t in scene.tones + scene.surroundings) for c in FOREIGN_COLOURS]
+    distance = np.array(distance)
     colour = FOREIGN_COLOURS[rng.choice(np.flatnonzero(distance >= np.sort(distance)[-2]))]
     grain = 1 + 0.12 * _waves(x, y, rng, 4, 12.0, 24.0)
     relief = 1 + 3.0 * ((x - cx) * LX + (y - cy) * LY)  # the side towards the light is lit
