@@ -170,7 +170,18 @@ def _named_column(name: str) -> str:
 
 def _varying_settings(rows: pd.DataFrame) -> list[str]:
     """Last resort: the setting columns whose values differ between trials."""
-    settings = ["model", *SWITCHES, "w_adv", "w_ctx", "w_lat", "lr", "iterations", "batch_size", "score_lambda"]
+    settings = [
+        "model",
+        *SWITCHES,
+        "w_adv",
+        "w_ctx",
+        "w_lat",
+        "lr",
+        "iterations",
+        "batch_size",
+        "score_lambda",
+        "score_normalize",
+    ]
     return [c for c in settings if c in rows and rows[c].nunique(dropna=True) > 1]
 
 

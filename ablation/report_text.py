@@ -21,6 +21,7 @@ SHOWN_SETTINGS = (
     "w_ctx",
     "w_lat",
     "score_lambda",
+    "score_normalize",
     "base_channels",
     "max_channels",
     "depth",

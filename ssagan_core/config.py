@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 MODELS = ("ssagan", "skip_ganomaly", "ganomaly", "anogan")
 CONVS = ("dsc", "standard")
+SCORE_NORMALIZE = ("none", "val_mean")
 DOWNS = ("maxpool", "strided")
 UPS = ("bilinear", "transposed")
 DEVICES = ("auto", "cpu", "cuda")
@@ -74,6 +75,10 @@ class ModelConfig:
     """Weight of the latent loss (ssagan 0.2; skip_ganomaly and ganomaly 1)."""
     score_lambda: float = 0.9
     """Anomaly score = lambda * reconstruction error + (1 - lambda) * latent error (Skip-GANomaly's 0.9)."""
+    score_normalize: str = "none"
+    """`none`: the two errors on their raw scales (the paper's and the official code's score), where the latent error
+    can be orders of magnitude larger than the reconstruction error and decide the score alone; `val_mean`: each error
+    divided by its mean over the validation split's normal images before the lambda mix (no test data involved)."""
     base_channels: int = 64
     """Channels of the first encoder stage (ngf); ssagan doubles them per stage up to `max_channels`."""
     max_channels: int = 512
@@ -124,6 +129,7 @@ class ModelConfig:
             "a number in [0, 1]",
             self.score_lambda,
         )
+        _choice("score_normalize", self.score_normalize, SCORE_NORMALIZE)
         for name in ("base_channels", "max_channels", "ndf", "nz", "anogan_steps"):
             value = getattr(self, name)
             _check(name, _integer(value) and value >= 1, "an integer >= 1", value)

@@ -58,3 +58,19 @@ def _score_batch(cfg, generator, discriminator, x, z0) -> dict[str, torch.Tensor
         rec = (x - x_hat).pow(2).flatten(1).mean(1)
         lat = (f - f_hat).pow(2).flatten(1).mean(1)
         return {"score": cfg.score_lambda * rec + (1 - cfg.score_lambda) * lat, "rec": rec, "lat": lat}
+
+
+def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:
+    """Recompute `scores["score"]` of a skip model (in place) from its parts under `cfg.score_normalize`.
+
+    `val_mean`: each part is divided by its mean over `reference`, the validation split's normal images, so lambda
+    mixes two errors of comparable size; with `none` the raw mix of `score_images` stands. Models without parts
+    (ganomaly, anogan) are left as they are.
+    """
+    if cfg.score_normalize == "none" or "rec" not in scores:
+        return
+    scale = {name: float(np.mean(reference[name])) if len(reference[name]) else 1.0 for name in ("rec", "lat")}
+    scale = {name: value if value > 0 and np.isfinite(value) else 1.0 for name, value in scale.items()}
+    scores["score"] = (
+        cfg.score_lambda * scores["rec"] / scale["rec"] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
+    )

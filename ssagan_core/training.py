@@ -21,7 +21,7 @@ from .data import CategoryData, to_float
 from .factory import build_discriminator, build_generator, count_parameters, init_weights
 from .losses import LOSSES
 from .metrics import auc_or_nan, compute_metrics
-from .scoring import score_images
+from .scoring import combine_parts, score_images
 
 
 @dataclass
@@ -97,6 +97,7 @@ def train(
     # The whole category stays on the training device as uint8; batches become float there.
     train_images = torch.from_numpy(data.train.images).to(device)
     val_images = torch.from_numpy(data.val.images).to(device)
+    val_labels = np.asarray(data.val.labels)
     batch_size = min(train_cfg.batch_size, len(train_images))
     batches = _BatchOrder(len(train_images), batch_size, seed)
     rng = torch.Generator(device=device)
@@ -118,8 +119,19 @@ def train(
             model_cfg, generator, discriminator, images, train_cfg.score_batch_size, train_cfg.channels_last, seed
         )
 
+    def score_val_and(images: torch.Tensor | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Scores of the validation split and of `images`, each combined as `score_normalize` says, with the
+        scales taken from the validation normal images only."""
+        val = score(val_images)
+        other = score(images) if images is not None else {}
+        reference = {name: values[val_labels == 0] for name, values in val.items()}
+        combine_parts(model_cfg, val, reference)
+        if other:
+            combine_parts(model_cfg, other, reference)
+        return val, other
+
     def validate() -> float:
-        auc = auc_or_nan(data.val.labels, score(val_images)["score"])
+        auc = auc_or_nan(data.val.labels, score_val_and(None)[0]["score"])
         generator.train()
         discriminator.train()
         return auc
@@ -170,7 +182,7 @@ def train(
 
     # Scoring: eval mode, no test-set statistics, nothing selected on the test set.
     tic = time.perf_counter()
-    val_scores, test_scores = score(val_images), score(torch.from_numpy(data.test.images).to(device))
+    val_scores, test_scores = score_val_and(torch.from_numpy(data.test.images).to(device))
     score_seconds = time.perf_counter() - tic
 
     metrics = compute_metrics(

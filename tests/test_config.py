@@ -13,6 +13,7 @@ def test_paper_defaults() -> None:
     cfg = ModelConfig()
     assert (cfg.model, cfg.attention, cfg.conv, cfg.down, cfg.up) == ("ssagan", True, "dsc", "maxpool", "bilinear")
     assert (cfg.w_adv, cfg.w_ctx, cfg.w_lat, cfg.score_lambda) == (0.5, 0.3, 0.2, 0.9)
+    assert cfg.score_normalize == "none"  # the paper's raw mix
     assert cfg.stages_with_attention == (1, 2, 3, 4, 5)
     t = TrainConfig()
     assert (t.lr, t.beta1, t.input_noise) == (2e-4, 0.5, 0.0)
@@ -49,6 +50,7 @@ def test_variants_are_made_by_replace() -> None:
         ({"depth": 7}, "depth: must be an integer in [2, 6] at image_size 64"),
         ({"attention_stages": (0, 2)}, "attention_stages: must be distinct stage numbers in 1..5"),
         ({"attention_kv_pool": 3}, "attention_kv_pool: must be 1, 2 or 4"),
+        ({"score_normalize": "test_max"}, "score_normalize: 'test_max' is not one of 'none', 'val_mean'"),
         ({"model": "skip_ganomaly", "attention": True}, "attention: the skip_ganomaly preset is a fixed network"),
         ({"model": "anogan", "w_ctx": 1.0}, "w_ctx: anogan trains as a plain GAN"),
     ],

@@ -19,6 +19,7 @@ from ssagan_core import (
     score_images,
     train,
 )
+from ssagan_core.metrics import auc_or_nan
 
 from .helpers import TINY, random_category
 
@@ -113,6 +114,25 @@ def test_input_noise_is_seeded_and_changes_training(data) -> None:
     assert not np.array_equal(a.test_scores["score"], train(cfg, QUICK, data, seed=0).test_scores["score"])
 
 
+def test_val_mean_normalisation_mixes_the_parts_on_validation_scales(data) -> None:
+    """`score_normalize: val_mean` divides each part by its mean over the validation normal images before the lambda
+    mix (val_auc, test and val scores alike); the parts themselves are the raw ones, so the saved scores recompute
+    every AUC. With `none` the score is the paper's raw mix."""
+    raw = train(ModelConfig(image_size=32, **TINY), QUICK, data, seed=0)
+    np.testing.assert_allclose(raw.test_scores["score"], 0.9 * raw.test_scores["rec"] + 0.1 * raw.test_scores["lat"])
+    cfg = ModelConfig(image_size=32, score_normalize="val_mean", **TINY)
+    result = train(cfg, dataclasses.replace(QUICK, eval_every=2), data, seed=0)
+    for name in ("rec", "lat"):  # same training, same parts: normalisation only changes how they are mixed
+        np.testing.assert_array_equal(result.test_scores[name], raw.test_scores[name])
+    normal = data.val.labels == 0
+    assert 0 < normal.sum() < len(data.val)  # the validation split has normal images and synthetic defects
+    rec_scale, lat_scale = (result.val_scores[name][normal].mean() for name in ("rec", "lat"))
+    for scores in (result.test_scores, result.val_scores):
+        np.testing.assert_allclose(scores["score"], 0.9 * scores["rec"] / rec_scale + 0.1 * scores["lat"] / lat_scale)
+    assert result.metrics["auc"] == pytest.approx(auc_or_nan(data.test.labels, result.test_scores["score"]))
+    assert result.history[0]["val_auc"] is not None
+
+
 def test_mismatched_image_size_is_a_clear_error(data) -> None:
     with pytest.raises(ValueError, match="image_size: the model expects 64 px, the data is 32 px"):
         train(ModelConfig(image_size=64, **TINY), QUICK, data, seed=0)
@@ -126,3 +146,27 @@ def test_anogan_latent_search_lowers_the_loss() -> None:
     before = score_images(dataclasses.replace(cfg, anogan_steps=1), g, d, images, 8)["score"]
     after = score_images(dataclasses.replace(cfg, anogan_steps=30), g, d, images, 8)["score"]
     assert (after < before).all()
+
+
+def test_a_short_run_learns_the_embedded_dataset() -> None:
+    """60 iterations of a narrow full model (attention, DSC, max-pool, bilinear) on the embedded nut: the defective
+    images score clearly above the normal ones (measured 0.98 and 1.00 for seeds 0 and 1)."""
+    data = make_synthetic_category("nut", 32, seed=0, n_train=64, n_test_good=16, n_test_defective=16)
+    cfg = ModelConfig(image_size=32, base_channels=8, max_channels=64, ndf=8, nz=32)
+    result = train(cfg, TrainConfig(iterations=60, batch_size=16, lr=1e-3, device="cpu"), data, seed=0)
+    assert result.metrics["auc"] > 0.85, result.metrics
+
+
+@pytest.mark.slow
+def test_the_shipped_recipe_learns_every_embedded_category() -> None:
+    """The shipped studies' recipe (studies/attention.yaml: 32 px, widths 16/128/16, 200 iterations, lr 1e-3) on all
+    five embedded categories: every per-category AUC well above chance (measured 0.91-0.995, mean 0.96)."""
+    from ssagan_core import SYNTHETIC_CATEGORIES
+
+    cfg = ModelConfig(image_size=32, base_channels=16, max_channels=128, ndf=16)
+    tc = TrainConfig(iterations=200, batch_size=16, lr=1e-3, device="cpu")
+    aucs = {}
+    for category in SYNTHETIC_CATEGORIES:
+        data = make_synthetic_category(category, 32, seed=0, n_train=200)
+        aucs[category] = train(cfg, tc, data, seed=0).metrics["auc"]
+    assert min(aucs.values()) > 0.8 and np.mean(list(aucs.values())) > 0.9, aucs
