@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from .config import MODELS, ModelConfig, TrainConfig
+from .config import MODELS, SCORE_NORMALIZE, ModelConfig, TrainConfig
 from .synthetic import SYNTHETIC_CATEGORIES, make_synthetic_category
 from .training import train
 
@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--base-channels", type=int, default=64, help="first stage width (%(default)s); x8 at most")
     parser.add_argument("--ndf", type=int, default=64)
+    parser.add_argument("--score-normalize", default="none", choices=SCORE_NORMALIZE, help="(%(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             base_channels=args.base_channels,
             max_channels=8 * args.base_channels,  # 64 -> 512, as the paper's widths
             ndf=args.ndf,
+            score_normalize=args.score_normalize,
         )
         train_cfg = TrainConfig(
             iterations=args.iterations, batch_size=args.batch_size, lr=args.lr, num_threads=args.threads

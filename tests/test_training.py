@@ -170,3 +170,17 @@ def test_the_shipped_recipe_learns_every_embedded_category() -> None:
         data = make_synthetic_category(category, 32, seed=0, n_train=200)
         aucs[category] = train(cfg, tc, data, seed=0).metrics["auc"]
     assert min(aucs.values()) > 0.8 and np.mean(list(aucs.values())) > 0.9, aucs
+
+
+def test_the_quick_check_cli(capsys) -> None:
+    """`python -m ssagan_core`: one line per category with its AUC; a bad option is a one-line error, exit 2."""
+    from ssagan_core.__main__ import main
+
+    argv = ["--categories", "nut", "--image-size", "32", "--iterations", "2", "--batch-size", "4"]
+    assert main([*argv, "--base-channels", "4", "--ndf", "4", "--score-normalize", "val_mean", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["category", "auc"] and lines[1].startswith("nut ")
+    assert 0.0 <= float(lines[1].split()[1]) <= 1.0
+    assert main(["--categories", "bolt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: categories: bolt not among") and err.count("\n") == 1
