@@ -11,11 +11,10 @@ rate, its range over the rounds, and the ratio to the first model.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import statistics
 import sys
-
-import yaml
 
 from .config import ModelConfig, TrainConfig
 from .synthetic import make_synthetic_category
@@ -23,7 +22,8 @@ from .training import train
 
 
 def parse_model(spec: str, image_size: int) -> ModelConfig:
-    """`"ssagan attention=false conv=standard"`: a preset name, then `field=value` pairs (values read as YAML)."""
+    """`"ssagan attention=false conv=standard"`: a preset name, then `field=value` pairs (true / false / null, Python
+    literals such as 8 or (2, 3), else a string)."""
     name, *pairs = spec.split()
     fields = {f.name for f in dataclasses.fields(ModelConfig)}
     kwargs = {}
@@ -31,8 +31,18 @@ def parse_model(spec: str, image_size: int) -> ModelConfig:
         key, sep, value = pair.partition("=")
         if not sep or key not in fields or key in ("model", "image_size"):
             raise ValueError(f"model {spec!r}: {pair!r} is not field=value with a ModelConfig field")
-        kwargs[key] = yaml.safe_load(value)
+        kwargs[key] = _value(value)
     return ModelConfig(model=name, image_size=image_size, **kwargs)
+
+
+def _value(text: str) -> object:
+    words = {"true": True, "false": False, "null": None}
+    if text.lower() in words:
+        return words[text.lower()]
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
 
 
 def images_per_second(history: list[dict], warmup: int, batch_size: int) -> float:

@@ -13,8 +13,9 @@ def test_rate_excludes_the_warmup_iterations() -> None:
 
 
 def test_model_specs_take_fields() -> None:
-    cfg = parse_model("ssagan attention=false conv=standard base_channels=8", 32)
+    cfg = parse_model("ssagan attention=false conv=standard base_channels=8 attention_stages=(2,3)", 32)
     assert (cfg.attention, cfg.conv, cfg.base_channels, cfg.image_size) == (False, "standard", 8, 32)
+    assert cfg.attention_stages == (2, 3) and parse_model("ssagan attention_stages=null", 32).attention_stages is None
 
 
 def test_benchmark_prints_one_row_per_model_with_ratios(capsys) -> None:

@@ -150,20 +150,22 @@ def test_anogan_latent_search_lowers_the_loss() -> None:
 
 def test_a_short_run_learns_the_embedded_dataset() -> None:
     """60 iterations of a narrow full model (attention, DSC, max-pool, bilinear) on the embedded nut: the defective
-    images score clearly above the normal ones (measured 0.98 and 1.00 for seeds 0 and 1)."""
+    images score clearly above the normal ones (measured 0.98, 0.99, 0.83 for seeds 0, 1, 2). The score's parts are
+    mixed on validation scales: after so few iterations the raw latent error can invert the ranking (0.15 for seed 2
+    with the raw mix), see README "Shipped studies"."""
     data = make_synthetic_category("nut", 32, seed=0, n_train=64, n_test_good=16, n_test_defective=16)
-    cfg = ModelConfig(image_size=32, base_channels=8, max_channels=64, ndf=8, nz=32)
+    cfg = ModelConfig(image_size=32, base_channels=8, max_channels=64, ndf=8, nz=32, score_normalize="val_mean")
     result = train(cfg, TrainConfig(iterations=60, batch_size=16, lr=1e-3, device="cpu"), data, seed=0)
     assert result.metrics["auc"] > 0.85, result.metrics
 
 
 @pytest.mark.slow
 def test_the_shipped_recipe_learns_every_embedded_category() -> None:
-    """The shipped studies' recipe (studies/attention.yaml: 32 px, widths 16/128/16, 200 iterations, lr 1e-3) on all
-    five embedded categories: every per-category AUC well above chance (measured 0.91-0.995, mean 0.96)."""
+    """The shipped studies' recipe (studies/attention.yaml: 32 px, widths 16/128/16, 200 iterations, lr 1e-3, parts
+    mixed on validation scales) on all five embedded categories: every per-category AUC well above chance."""
     from ssagan_core import SYNTHETIC_CATEGORIES
 
-    cfg = ModelConfig(image_size=32, base_channels=16, max_channels=128, ndf=16)
+    cfg = ModelConfig(image_size=32, base_channels=16, max_channels=128, ndf=16, score_normalize="val_mean")
     tc = TrainConfig(iterations=200, batch_size=16, lr=1e-3, device="cpu")
     aucs = {}
     for category in SYNTHETIC_CATEGORIES:
