@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,12 @@ def test_every_shipped_study_validates(path: Path, monkeypatch, tmp_path) -> Non
     else:  # the paper protocols: all four models, the paper's 10,000 iterations
         assert {v.model["name"] for v in variants(study)} == {"anogan", "ganomaly", "skip_ganomaly", "ssagan"}
         assert study.train["iterations"] == 10_000
+
+
+def test_the_committed_example_report_is_not_a_shipped_studys_output_folder() -> None:
+    """The README's example report exists, and sits where no shipped study writes by default: otherwise the README's
+    main command would find results already there on a fresh clone and refuse to start."""
+    readme = (SHIPPED.parent / "README.md").read_text()
+    folder = re.search(r"\]\((reports/[^)]+)/report\.md\)", readme).group(1)
+    assert (SHIPPED.parent / folder / "report.md").is_file() and (SHIPPED.parent / folder / "trials.parquet").is_file()
+    assert Path(folder).name not in {load_study(p).name for p in SHIPPED.glob("*.yaml") if "paper" not in p.stem}
