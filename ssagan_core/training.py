@@ -119,19 +119,16 @@ def train(
             model_cfg, generator, discriminator, images, train_cfg.score_batch_size, train_cfg.channels_last, seed
         )
 
-    def score_val_and(images: torch.Tensor | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Scores of the validation split and of `images`, each combined as `score_normalize` says, with the
-        scales taken from the validation normal images only."""
+    def score_val() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The validation split's scores, mixed as `score_normalize` says, and the parts of its normal images: the
+        reference that scales any other split's parts the same way."""
         val = score(val_images)
-        other = score(images) if images is not None else {}
         reference = {name: values[val_labels == 0] for name, values in val.items()}
         combine_parts(model_cfg, val, reference)
-        if other:
-            combine_parts(model_cfg, other, reference)
-        return val, other
+        return val, reference
 
     def validate() -> float:
-        auc = auc_or_nan(data.val.labels, score_val_and(None)[0]["score"])
+        auc = auc_or_nan(data.val.labels, score_val()[0]["score"])
         generator.train()
         discriminator.train()
         return auc
@@ -182,7 +179,9 @@ def train(
 
     # Scoring: eval mode, no test-set statistics, nothing selected on the test set.
     tic = time.perf_counter()
-    val_scores, test_scores = score_val_and(torch.from_numpy(data.test.images).to(device))
+    val_scores, reference = score_val()
+    test_scores = score(torch.from_numpy(data.test.images).to(device))
+    combine_parts(model_cfg, test_scores, reference)
     score_seconds = time.perf_counter() - tic
 
     metrics = compute_metrics(
