@@ -2,40 +2,64 @@
 
 The model library of ssagan-ablate. It depends on torch, numpy, Pillow and scikit-learn only; orchestration (Ray,
 Optuna, Parquet, YAML) lives in `ablation`.
+
+Modules, in the order a trial uses them: `presets` (the model presets as one table) and `config` (the frozen
+configs), `data` (datasets -> arrays), `blocks` (one factory per switch) and the networks (`ssagan`,
+`skip_ganomaly`, `ganomaly`, `anogan`, `dcgan`, built by `factory`), `losses`, `training`, `scoring`, `metrics`.
+
+The names below are imported on first use (PEP 562), so that `ssagan_core.presets`, `ssagan_core.config` and
+`ssagan_core.data` can be read without importing torch.
 """
 
-from .blocks import SelfAttention2d, make_attention, make_conv, make_downsample, make_upsample
-from .config import CONVS, DOWNS, MODELS, UPS, ModelConfig, TrainConfig
-from .data import CategoryData, ImageSet
-from .factory import build_discriminator, build_generator, count_parameters
-from .metrics import compute_metrics
-from .scoring import score_images
-from .synthetic import SYNTHETIC_CATEGORIES, SYNTHETIC_DEFECTS, make_synthetic_category
-from .training import Progress, TrainResult, train
+from __future__ import annotations
 
-__all__ = [
-    "CONVS",
-    "DOWNS",
-    "MODELS",
-    "SYNTHETIC_CATEGORIES",
-    "SYNTHETIC_DEFECTS",
-    "UPS",
-    "CategoryData",
-    "ImageSet",
-    "ModelConfig",
-    "Progress",
-    "SelfAttention2d",
-    "TrainConfig",
-    "TrainResult",
-    "build_discriminator",
-    "build_generator",
-    "compute_metrics",
-    "count_parameters",
-    "make_attention",
-    "make_conv",
-    "make_downsample",
-    "make_synthetic_category",
-    "make_upsample",
-    "score_images",
-    "train",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MODELS": "presets",
+    "PRESETS": "presets",
+    "SWITCHES": "presets",
+    "CONVS": "config",
+    "DOWNS": "config",
+    "UPS": "config",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "CategoryData": "data",
+    "DataConfig": "data",
+    "DatasetError": "data",
+    "ImageSet": "data",
+    "SYNTHETIC_CATEGORIES": "data",
+    "SYNTHETIC_DEFECTS": "data",
+    "load_category": "data",
+    "make_synthetic_category": "data",
+    "resolve_categories": "data",
+    "SelfAttention2d": "blocks",
+    "make_attention": "blocks",
+    "make_conv": "blocks",
+    "make_downsample": "blocks",
+    "make_upsample": "blocks",
+    "build_discriminator": "factory",
+    "build_generator": "factory",
+    "count_parameters": "factory",
+    "compute_metrics": "metrics",
+    "score_images": "scoring",
+    "Progress": "training",
+    "TrainResult": "training",
+    "train": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssagan_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -10,7 +10,7 @@ import sys
 import time
 
 from .config import MODELS, SCORE_NORMALIZE, ModelConfig, TrainConfig
-from .synthetic import SYNTHETIC_CATEGORIES, make_synthetic_category
+from .data.synthetic import SYNTHETIC_CATEGORIES, make_synthetic_category
 from .training import train
 
 

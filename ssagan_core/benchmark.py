@@ -17,7 +17,7 @@ import statistics
 import sys
 
 from .config import ModelConfig, TrainConfig
-from .synthetic import make_synthetic_category
+from .data.synthetic import make_synthetic_category
 from .training import train
 
 

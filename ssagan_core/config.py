@@ -9,31 +9,17 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-MODELS = ("ssagan", "skip_ganomaly", "ganomaly", "anogan")
-CONVS = ("dsc", "standard")
+from .presets import MODELS, PRESETS, SWITCHES
+
+CONVS = SWITCHES["conv"]
+DOWNS = SWITCHES["down"]
+UPS = SWITCHES["up"]
 SCORE_NORMALIZE = ("none", "val_mean")
-DOWNS = ("maxpool", "strided")
-UPS = ("bilinear", "transposed")
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_RULES = ("val_quantile", "val_f1")
-
-# The fixed architecture of each baseline, in the terms of the four switches (section 2 of the paper: Skip-GANomaly
-# has no attention, plain 4x4 strided convs down and transposed convs up). `None` = free (the paper's model).
-_BASELINE_SWITCHES = {"attention": False, "conv": "standard", "down": "strided", "up": "transposed"}
-_SWITCH_DEFAULTS = {
-    "ssagan": {"attention": True, "conv": "dsc", "down": "maxpool", "up": "bilinear"},
-    "skip_ganomaly": _BASELINE_SWITCHES,
-    "ganomaly": _BASELINE_SWITCHES,
-    "anogan": _BASELINE_SWITCHES,
-}
-# Loss weights (w_adv, w_ctx, w_lat): the paper's section 4.2 for ssagan; the official code's 1/50/1 for the
-# Skip-GANomaly and GANomaly baselines (options.py); AnoGAN trains as a plain GAN (adversarial loss only).
-_LOSS_DEFAULTS = {
-    "ssagan": (0.5, 0.3, 0.2),
-    "skip_ganomaly": (1.0, 50.0, 1.0),
-    "ganomaly": (1.0, 50.0, 1.0),
-    "anogan": (1.0, 0.0, 0.0),
-}
+RUNTIME_FIELDS = ("device", "num_threads")
+"""`TrainConfig` fields that say where a run executes, not what it is: the runner sets them per machine, a study file
+cannot, and a result's settings leave them out."""
 
 
 def _choice(name: str, value: object, allowed: tuple) -> None:
@@ -97,55 +83,48 @@ class ModelConfig:
         _choice("model", self.model, MODELS)
         _check(
             "image_size",
-            _power_of_two(self.image_size) and self.image_size >= 16,
+            is_power_of_two(self.image_size) and self.image_size >= 16,
             "a power of two >= 16",
             self.image_size,
         )
-        for name, default in _SWITCH_DEFAULTS[self.model].items():
-            value = getattr(self, name)
+        preset = PRESETS[self.model]
+        for name in (*SWITCHES, *preset.weights):
+            value, default = getattr(self, name), preset.settings[name]
             if value is None:
                 object.__setattr__(self, name, default)
-            elif self.model != "ssagan" and value != default:
-                raise ValueError(
-                    f"{name}: the {self.model} preset is a fixed network ({name}={default!r}); "
-                    f"use model='ssagan' to switch components"
-                )
+            elif name in preset.fixes and value != default:
+                raise ValueError(_fixed_by_preset(self.model, name))
         _check("attention", isinstance(self.attention, bool), "true or false", self.attention)
         _choice("conv", self.conv, CONVS)
         _choice("down", self.down, DOWNS)
         _choice("up", self.up, UPS)
-        for name, default in zip(("w_adv", "w_ctx", "w_lat"), _LOSS_DEFAULTS[self.model], strict=True):
+        for name in preset.weights:
             value = getattr(self, name)
-            if value is None:
-                object.__setattr__(self, name, default)
-            else:
-                _check(name, _number(value) and value >= 0, "a finite number >= 0", value)
-                object.__setattr__(self, name, float(value))
-        if self.model == "anogan" and (self.w_ctx or self.w_lat):
-            raise ValueError("w_ctx: anogan trains as a plain GAN; w_ctx and w_lat must be 0")
+            _check(name, is_number(value) and value >= 0, "a finite number >= 0", value)
+            object.__setattr__(self, name, float(value))
         _check(
             "score_lambda",
-            _number(self.score_lambda) and 0.0 <= self.score_lambda <= 1.0,
+            is_number(self.score_lambda) and 0.0 <= self.score_lambda <= 1.0,
             "a number in [0, 1]",
             self.score_lambda,
         )
         _choice("score_normalize", self.score_normalize, SCORE_NORMALIZE)
         for name in ("base_channels", "max_channels", "ndf", "nz", "anogan_steps"):
             value = getattr(self, name)
-            _check(name, _integer(value) and value >= 1, "an integer >= 1", value)
+            _check(name, is_integer(value) and value >= 1, "an integer >= 1", value)
         _check("max_channels", self.max_channels >= self.base_channels, ">= base_channels", self.max_channels)
         if self.model == "ssagan":
             max_depth = int(math.log2(self.image_size))  # the deepest stage is at least 2x2
             _check(
                 "depth",
-                _integer(self.depth) and 2 <= self.depth <= max_depth,
+                is_integer(self.depth) and 2 <= self.depth <= max_depth,
                 f"an integer in [2, {max_depth}] at image_size {self.image_size}",
                 self.depth,
             )
         _check("attention_kv_pool", self.attention_kv_pool in (1, 2, 4), "1, 2 or 4", self.attention_kv_pool)
         if self.attention_stages is not None:
             stages = tuple(self.attention_stages)
-            ok = len(stages) > 0 and all(_integer(s) and 1 <= s <= self.depth for s in stages)
+            ok = len(stages) > 0 and all(is_integer(s) and 1 <= s <= self.depth for s in stages)
             _check(
                 "attention_stages",
                 ok and len(set(stages)) == len(stages),
@@ -155,7 +134,7 @@ class ModelConfig:
             object.__setattr__(self, "attention_stages", tuple(sorted(stages)))
         _check(
             "anogan_lambda",
-            _number(self.anogan_lambda) and 0.0 <= self.anogan_lambda <= 1.0,
+            is_number(self.anogan_lambda) and 0.0 <= self.anogan_lambda <= 1.0,
             "a number in [0, 1]",
             self.anogan_lambda,
         )
@@ -210,33 +189,33 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "log_every", "score_batch_size"):
             value = getattr(self, name)
-            _check(name, _integer(value) and value >= 1, "an integer >= 1", value)
-        _check("eval_every", _integer(self.eval_every) and self.eval_every >= 0, "an integer >= 0", self.eval_every)
+            _check(name, is_integer(value) and value >= 1, "an integer >= 1", value)
+        _check("eval_every", is_integer(self.eval_every) and self.eval_every >= 0, "an integer >= 0", self.eval_every)
         _check(
             "num_threads",
-            _integer(self.num_threads) and self.num_threads >= 0,
+            is_integer(self.num_threads) and self.num_threads >= 0,
             "an integer >= 0",
             self.num_threads,
         )
-        _check("lr", _number(self.lr) and 0 < self.lr < 1, "a number in (0, 1)", self.lr)
+        _check("lr", is_number(self.lr) and 0 < self.lr < 1, "a number in (0, 1)", self.lr)
         for name in ("beta1", "beta2"):
             _check(
                 name,
-                _number(getattr(self, name)) and 0 <= getattr(self, name) < 1,
+                is_number(getattr(self, name)) and 0 <= getattr(self, name) < 1,
                 "a number in [0, 1)",
                 getattr(self, name),
             )
-        _check("input_noise", _number(self.input_noise) and self.input_noise >= 0, "a number >= 0", self.input_noise)
+        _check("input_noise", is_number(self.input_noise) and self.input_noise >= 0, "a number >= 0", self.input_noise)
         _check(
             "reinit_d_below",
-            _number(self.reinit_d_below) and self.reinit_d_below >= 0,
+            is_number(self.reinit_d_below) and self.reinit_d_below >= 0,
             "a number >= 0",
             self.reinit_d_below,
         )
         _choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
         _check(
             "threshold_quantile",
-            _number(self.threshold_quantile) and 0 < self.threshold_quantile < 1,
+            is_number(self.threshold_quantile) and 0 < self.threshold_quantile < 1,
             "a number in (0, 1)",
             self.threshold_quantile,
         )
@@ -245,14 +224,32 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def settings(self) -> dict:
+        """The fields that describe the experiment (every field but `RUNTIME_FIELDS`): what a result row records."""
+        return {k: v for k, v in asdict(self).items() if k not in RUNTIME_FIELDS}
 
-def _power_of_two(n: object) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and n > 0 and n & (n - 1) == 0
+
+def _fixed_by_preset(model: str, name: str) -> str:
+    preset = PRESETS[model]
+    if name in SWITCHES:
+        return (
+            f"{name}: the {model} preset is a fixed network ({name}={preset.settings[name]!r}); "
+            f"use model='ssagan' to switch components"
+        )
+    weights = [w for w in preset.fixes if w not in SWITCHES]
+    values = " and ".join(weights) + (" must be " if len(weights) > 1 else " must be ")
+    return f"{name}: {model} trains as a plain GAN; {values}{preset.settings[name]:g}"
 
 
-def _number(x: object) -> bool:
+def is_power_of_two(n: object) -> bool:
+    return is_integer(n) and n > 0 and n & (n - 1) == 0
+
+
+def is_number(x: object) -> bool:
+    """A finite int or float (not a bool)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _integer(x: object) -> bool:
+def is_integer(x: object) -> bool:
+    """An int (not a bool)."""
     return isinstance(x, int) and not isinstance(x, bool)

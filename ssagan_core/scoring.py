@@ -9,7 +9,6 @@ from torch import nn
 
 from .anogan import latent_search
 from .config import ModelConfig
-from .data import to_float
 
 
 def score_images(
@@ -74,3 +73,8 @@ def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: di
     scores["score"] = (
         cfg.score_lambda * scores["rec"] / scale["rec"] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
     )
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float32 in [-1, 1], the generators' tanh range."""
+    return images.float().div_(127.5).sub_(1.0)

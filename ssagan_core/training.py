@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from .config import ModelConfig, TrainConfig
-from .data import CategoryData, to_float
+from .data import CategoryData
 from .factory import build_discriminator, build_generator, count_parameters, init_weights
-from .losses import LOSSES
+from .losses import LOSSES, LossTerms
 from .metrics import auc_or_nan, compute_metrics
-from .scoring import combine_parts, score_images
+from .scoring import combine_parts, score_images, to_float
 
 
 @dataclass
@@ -45,14 +46,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)  # one entry per report: iteration, losses, val_auc
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was requested but CUDA is not available on this machine")
-    return torch.device(name)
-
-
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -62,128 +55,25 @@ def train(
     resume: dict | None = None,
 ) -> TrainResult:
     """Train `model_cfg` on `data.train` for `train_cfg.iterations` steps, then score `data.val` and `data.test`."""
-    if data.image_size != model_cfg.image_size:
-        raise ValueError(f"image_size: the model expects {model_cfg.image_size} px, the data is {data.image_size} px")
-    device = resolve_device(train_cfg.device)
-    if train_cfg.num_threads:
-        torch.set_num_threads(train_cfg.num_threads)
-    memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if train_cfg.amp and device.type == "cuda"
-        else contextlib.nullcontext()
-    )
+    # 1. Set up: networks initialised from the seed, optimisers, the category on the device, a resumed state.
+    run = _setup(model_cfg, train_cfg, data, seed, resume)
 
-    # Weights are initialised on the CPU from the seed, so a seed gives the same start on every device.
-    torch.manual_seed(seed)
-    generator = build_generator(model_cfg).to(device, memory_format=memory_format)
-    discriminator = build_discriminator(model_cfg).to(device, memory_format=memory_format)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.lr, betas=(train_cfg.beta1, train_cfg.beta2))
-    g_params, d_params = list(generator.parameters()), list(discriminator.parameters())
-    start, d_reinits, elapsed, history = 0, 0, 0.0, []
-    if resume is not None:
-        generator.load_state_dict(resume["generator"])
-        discriminator.load_state_dict(resume["discriminator"])
-        opt_g.load_state_dict(resume["opt_g"])
-        opt_d.load_state_dict(resume["opt_d"])
-        start, d_reinits, elapsed = resume["iteration"], resume["d_reinits"], resume["seconds"]
-        history = list(resume["history"])
-    g_step, d_step = generator, discriminator
-    if train_cfg.compile:
-        g_step, d_step = torch.compile(generator), torch.compile(discriminator)
-    compute_losses = LOSSES[model_cfg.model]
-
-    # The whole category stays on the training device as uint8; batches become float there.
-    train_images = torch.from_numpy(data.train.images).to(device)
-    val_images = torch.from_numpy(data.val.images).to(device)
-    val_labels = np.asarray(data.val.labels)
-    batch_size = min(train_cfg.batch_size, len(train_images))
-    batches = _BatchOrder(len(train_images), batch_size, seed)
-    rng = torch.Generator(device=device)
-
-    def state(iteration: int) -> dict:
-        return {
-            "iteration": iteration,
-            "generator": generator.state_dict(),
-            "discriminator": discriminator.state_dict(),
-            "opt_g": opt_g.state_dict(),
-            "opt_d": opt_d.state_dict(),
-            "d_reinits": d_reinits,
-            "seconds": elapsed,
-            "history": list(history),
-        }
-
-    def score(images: torch.Tensor) -> dict[str, np.ndarray]:
-        return score_images(
-            model_cfg, generator, discriminator, images, train_cfg.score_batch_size, train_cfg.channels_last, seed
-        )
-
-    def score_val() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """The validation split's scores, mixed as `score_normalize` says, and the parts of its normal images: the
-        reference that scales any other split's parts the same way."""
-        val = score(val_images)
-        reference = {name: values[val_labels == 0] for name, values in val.items()}
-        combine_parts(model_cfg, val, reference)
-        return val, reference
-
-    def validate() -> float:
-        auc = auc_or_nan(data.val.labels, score_val()[0]["score"])
-        generator.train()
-        discriminator.train()
-        return auc
-
-    generator.train()
-    discriminator.train()
-    sums: dict[str, torch.Tensor] = {}
-    since_report, tic = 0, time.perf_counter()
-    for it in range(start, train_cfg.iterations):
-        rng.manual_seed(seed * 1_000_003 + it)  # per-iteration streams: a resumed run draws the same noise
-        x = to_float(train_images[batches.indices(it, device)]).contiguous(memory_format=memory_format)
-        x_in = x
-        if train_cfg.input_noise > 0:
-            x_in = x + train_cfg.input_noise * torch.randn(x.shape, device=device, generator=rng)
-
-        with autocast:
-            terms = compute_losses(model_cfg, g_step, d_step, x, x_in, rng)
-        opt_g.zero_grad(set_to_none=True)
-        opt_d.zero_grad(set_to_none=True)
-        terms.g.backward(inputs=g_params, retain_graph=True)  # G's gradient only: D is not trained on it
-        terms.d.backward(inputs=d_params)  # D's gradient only: its fake term does not reach G
-        opt_g.step()
-        opt_d.step()
-        # Both official codes restart a discriminator that has won outright.
-        if train_cfg.reinit_d_below and terms.d.item() < train_cfg.reinit_d_below:
-            init_weights(discriminator)
-            d_reinits += 1
-
-        for name, value in {"loss_g": terms.g, "loss_d": terms.d, **terms.parts}.items():
-            sums[name] = sums.get(name, 0) + value.detach().float()
-        since_report += 1
+    # 2. Loop: a batch, the losses, one step of each network, a report every `log_every` (and `eval_every`).
+    for it in range(run.start, train_cfg.iterations):
+        x, x_in = _batch(run, it)
+        terms = _step(run, x, x_in)
+        run.meter.add({"loss_g": terms.g, "loss_d": terms.d, **terms.parts})
         done = it + 1
-        evaluate = train_cfg.eval_every and done % train_cfg.eval_every == 0 and done < train_cfg.iterations
+        evaluate = bool(train_cfg.eval_every) and done % train_cfg.eval_every == 0 and done < train_cfg.iterations
         if done % train_cfg.log_every == 0 or evaluate or done == train_cfg.iterations:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            elapsed += time.perf_counter() - tic
-            losses = {name: float(total) / since_report for name, total in sums.items()}
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise FloatingPointError(f"non-finite loss by iteration {done}: {_fmt(losses)}")
-            val_auc = validate() if evaluate else None
-            entry = {"iteration": done, "seconds": elapsed, **losses, "val_auc": val_auc}
-            history.append(entry)
-            if callback is not None:
-                rate = (done - start) * batch_size / max(elapsed - (resume or {}).get("seconds", 0.0), 1e-9)
-                callback(Progress(done, train_cfg.iterations, elapsed, rate, losses, val_auc, lambda d=done: state(d)))
-            sums, since_report, tic = {}, 0, time.perf_counter()
+            _report(run, done, evaluate, callback)
 
-    # Scoring: eval mode, no test-set statistics, nothing selected on the test set.
+    # 3. Score: eval mode, raw scores, nothing selected on the test set.
     tic = time.perf_counter()
-    val_scores, reference = score_val()
-    test_scores = score(torch.from_numpy(data.test.images).to(device))
-    combine_parts(model_cfg, test_scores, reference)
+    val_scores, test_scores = _score_splits(run, with_test=True)
     score_seconds = time.perf_counter() - tic
 
+    # 4. Metrics: the threshold comes from the validation split, never from the test labels.
     metrics = compute_metrics(
         test_scores["score"],
         data.test.labels,
@@ -192,25 +82,249 @@ def train(
         train_cfg.threshold_rule,
         train_cfg.threshold_quantile,
     )
-    steps = train_cfg.iterations - start
-    resumed_seconds = (resume or {}).get("seconds", 0.0)
-    metrics.update(
+    metrics.update(_run_facts(run, score_seconds))
+    return TrainResult(metrics, test_scores, val_scores, run.history)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was requested but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+# --- the pieces of `train`, in the order it uses them ---------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds: configs, networks, optimisers, data on the device, and its counters."""
+
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    data: CategoryData
+    seed: int
+    device: torch.device
+    memory_format: torch.memory_format
+    generator: nn.Module
+    discriminator: nn.Module
+    g_step: nn.Module  # the networks as the step calls them (compiled when `compile` is on)
+    d_step: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    g_params: list[nn.Parameter]
+    d_params: list[nn.Parameter]
+    train_images: torch.Tensor  # uint8, on the device
+    val_images: torch.Tensor
+    batch_size: int
+    batches: _BatchOrder
+    rng: torch.Generator  # per-iteration noise streams (input noise, AnoGAN's z)
+    start: int = 0  # the iteration this call starts from (> 0 when resumed)
+    resumed_seconds: float = 0.0  # training seconds before this call (when resumed)
+    seconds: float = 0.0  # training seconds so far, validation excluded
+    d_reinits: int = 0
+    history: list[dict] = field(default_factory=list)
+    meter: _LossMeter = field(default_factory=lambda: _LossMeter())
+
+    def images_per_second(self, done: int) -> float:
+        """Training throughput of this call: iterations run since `start`, over the training seconds they took."""
+        if done == self.start:
+            return math.nan
+        return (done - self.start) * self.batch_size / max(self.seconds - self.resumed_seconds, 1e-9)
+
+    def state(self, iteration: int) -> dict:
+        """A checkpoint that `train(..., resume=...)` continues from exactly."""
+        return {
+            "iteration": iteration,
+            "generator": self.generator.state_dict(),
+            "discriminator": self.discriminator.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "d_reinits": self.d_reinits,
+            "seconds": self.seconds,
+            "history": list(self.history),
+        }
+
+
+def _setup(
+    model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, seed: int, resume: dict | None
+) -> _Run:
+    if data.image_size != model_cfg.image_size:
+        raise ValueError(f"image_size: the model expects {model_cfg.image_size} px, the data is {data.image_size} px")
+    device = resolve_device(train_cfg.device)
+    if train_cfg.num_threads:
+        torch.set_num_threads(train_cfg.num_threads)
+    memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
+    # Weights are initialised on the CPU from the seed, so a seed gives the same start on every device.
+    torch.manual_seed(seed)
+    generator = build_generator(model_cfg).to(device, memory_format=memory_format)
+    discriminator = build_discriminator(model_cfg).to(device, memory_format=memory_format)
+    betas = (train_cfg.beta1, train_cfg.beta2)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=train_cfg.lr, betas=betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.lr, betas=betas)
+    g_step, d_step = generator, discriminator
+    if train_cfg.compile:
+        g_step, d_step = torch.compile(generator), torch.compile(discriminator)
+    # The whole category stays on the training device as uint8; batches become float there.
+    train_images = torch.from_numpy(data.train.images).to(device)
+    batch_size = min(train_cfg.batch_size, len(train_images))
+    run = _Run(
+        model_cfg=model_cfg,
+        train_cfg=train_cfg,
+        data=data,
         seed=seed,
-        iterations=train_cfg.iterations,
+        device=device,
+        memory_format=memory_format,
+        generator=generator,
+        discriminator=discriminator,
+        g_step=g_step,
+        d_step=d_step,
+        opt_g=opt_g,
+        opt_d=opt_d,
+        g_params=list(generator.parameters()),
+        d_params=list(discriminator.parameters()),
+        train_images=train_images,
+        val_images=torch.from_numpy(data.val.images).to(device),
         batch_size=batch_size,
-        train_seconds=elapsed,
-        score_seconds=score_seconds,
-        images_per_second=steps * batch_size / max(elapsed - resumed_seconds, 1e-9) if steps else math.nan,
-        params_generator=count_parameters(generator),
-        params_discriminator=count_parameters(discriminator),
-        d_reinits=d_reinits,
-        device=str(device),
-        n_train=len(data.train),
-        n_val=len(data.val),
-        n_test=len(data.test),
-        **{f"final_{k}": v for k, v in history[-1].items() if k not in ("iteration", "seconds", "val_auc")},
+        batches=_BatchOrder(len(train_images), batch_size, seed),
+        rng=torch.Generator(device=device),
     )
-    return TrainResult(metrics, test_scores, val_scores, history)
+    if resume is not None:
+        generator.load_state_dict(resume["generator"])
+        discriminator.load_state_dict(resume["discriminator"])
+        opt_g.load_state_dict(resume["opt_g"])
+        opt_d.load_state_dict(resume["opt_d"])
+        run.start, run.d_reinits = resume["iteration"], resume["d_reinits"]
+        run.seconds = run.resumed_seconds = resume["seconds"]
+        run.history = list(resume["history"])
+    generator.train()
+    discriminator.train()
+    run.meter.restart()
+    return run
+
+
+def _batch(run: _Run, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Iteration `it`'s batch as floats in [-1, 1], and the generator's input (the batch, plus seeded noise when
+    `input_noise` is on)."""
+    run.rng.manual_seed(run.seed * 1_000_003 + it)  # per-iteration streams: a resumed run draws the same noise
+    x = to_float(run.train_images[run.batches.indices(it, run.device)]).contiguous(memory_format=run.memory_format)
+    noise = run.train_cfg.input_noise
+    x_in = x + noise * torch.randn(x.shape, device=run.device, generator=run.rng) if noise > 0 else x
+    return x, x_in
+
+
+def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor) -> LossTerms:
+    """One update of each network from one shared graph (losses.py), then the official codes' discriminator reset."""
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if run.train_cfg.amp and run.device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        terms = LOSSES[run.model_cfg.model](run.model_cfg, run.g_step, run.d_step, x, x_in, run.rng)
+    run.opt_g.zero_grad(set_to_none=True)
+    run.opt_d.zero_grad(set_to_none=True)
+    terms.g.backward(inputs=run.g_params, retain_graph=True)  # G's gradient only: D is not trained on it
+    terms.d.backward(inputs=run.d_params)  # D's gradient only: its fake term does not reach G
+    run.opt_g.step()
+    run.opt_d.step()
+    # Both official codes restart a discriminator that has won outright.
+    if run.train_cfg.reinit_d_below and terms.d.item() < run.train_cfg.reinit_d_below:
+        init_weights(run.discriminator)
+        run.d_reinits += 1
+    return terms
+
+
+def _report(run: _Run, done: int, evaluate: bool, callback: Callable[[Progress], None] | None) -> None:
+    """Close a reporting interval: mean losses (a non-finite one stops the run), `val_auc` at evaluation points, a
+    history entry and the callback."""
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    run.seconds += time.perf_counter() - run.meter.tic
+    losses = run.meter.means()
+    if not all(math.isfinite(v) for v in losses.values()):
+        raise FloatingPointError(f"non-finite loss by iteration {done}: {_fmt(losses)}")
+    val_auc = _validation_auc(run) if evaluate else None
+    run.history.append({"iteration": done, "seconds": run.seconds, **losses, "val_auc": val_auc})
+    if callback is not None:
+        progress = Progress(
+            done,
+            run.train_cfg.iterations,
+            run.seconds,
+            run.images_per_second(done),
+            losses,
+            val_auc,
+            lambda: run.state(done),
+        )
+        callback(progress)
+    run.meter.restart()
+
+
+def _validation_auc(run: _Run) -> float:
+    auc = auc_or_nan(run.data.val.labels, _score_splits(run, with_test=False)[0]["score"])
+    run.generator.train()
+    run.discriminator.train()
+    return auc
+
+
+def _score_splits(run: _Run, with_test: bool) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """Eval-mode scores of the validation split (and of the test split), each mixed as `score_normalize` says with
+    the validation normal images' parts as the reference scale: no test data decides how a score is made."""
+
+    def score(images: torch.Tensor) -> dict[str, np.ndarray]:
+        cfg = run.train_cfg
+        return score_images(
+            run.model_cfg, run.generator, run.discriminator, images, cfg.score_batch_size, cfg.channels_last, run.seed
+        )
+
+    val = score(run.val_images)
+    test = score(torch.from_numpy(run.data.test.images).to(run.device)) if with_test else None
+    reference = {name: values[np.asarray(run.data.val.labels) == 0] for name, values in val.items()}
+    for scores in (val, test):
+        if scores is not None:
+            combine_parts(run.model_cfg, scores, reference)
+    return val, test
+
+
+def _run_facts(run: _Run, score_seconds: float) -> dict:
+    """What a result records about the run besides its metrics: sizes, cost, device and the last losses."""
+    return {
+        "seed": run.seed,
+        "iterations": run.train_cfg.iterations,
+        "batch_size": run.batch_size,
+        "train_seconds": run.seconds,
+        "score_seconds": score_seconds,
+        "images_per_second": run.images_per_second(run.train_cfg.iterations),
+        "params_generator": count_parameters(run.generator),
+        "params_discriminator": count_parameters(run.discriminator),
+        "d_reinits": run.d_reinits,
+        "device": str(run.device),
+        "n_train": len(run.data.train),
+        "n_val": len(run.data.val),
+        "n_test": len(run.data.test),
+        **{f"final_{k}": v for k, v in run.history[-1].items() if k not in ("iteration", "seconds", "val_auc")},
+    }
+
+
+class _LossMeter:
+    """Sums of each loss since the last report (kept on the device: no sync per iteration) and when it began."""
+
+    def __init__(self) -> None:
+        self.restart()
+
+    def restart(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.tic = time.perf_counter()
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for name, value in values.items():
+            self.sums[name] = self.sums.get(name, 0) + value.detach().float()
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {name: float(total) / self.count for name, total in self.sums.items()}
 
 
 class _BatchOrder:

@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssagan_core import image_cache, loaders
-from ssagan_core.data import GOOD
-from ssagan_core.datasets import DataConfig, DatasetError, load_category, resolve_categories
+from ssagan_core.data import GOOD, DataConfig, DatasetError, layouts, load_category, resolve_categories
+from ssagan_core.data import cache as image_cache
 
 SIZE = 16  # model input side: sources are 32 px (2x down) or non-square strips
 RECT = (8, 12, 20, 24)  # (top, left, bottom, right) of the bright defect in a 32 px source image
@@ -157,7 +156,7 @@ def test_all_expands_to_the_categories_on_disk(mvtec: pathlib.Path, tmp_path: pa
         resolve_categories(_cfg("mvtec", mvtec, tmp_path, categories=("grid", "carpet")))
     with pytest.raises(DatasetError, match=r"'carpet' not found .*available: bottle, grid"):
         load_category(_cfg("mvtec", mvtec, tmp_path), "carpet")
-    assert "metal_nut" in loaders.MVTEC_CATEGORIES and len(loaders.MVTEC_CATEGORIES) == 15
+    assert "metal_nut" in layouts.MVTEC_CATEGORIES and len(layouts.MVTEC_CATEGORIES) == 15
 
 
 def test_root_expands_user_and_variables(mvtec: pathlib.Path, tmp_path: pathlib.Path, monkeypatch) -> None:
@@ -347,7 +346,7 @@ def test_sixteen_bit_images_are_scaled_to_eight(folder: pathlib.Path, tmp_path: 
 
 def _elpv_subset(tmp_path: pathlib.Path, per_grade: int = 3) -> pathlib.Path:
     """A copy of a few real ELPV cells of each type and grade, with their own labels.csv."""
-    package = loaders.elpv_root(None)
+    package = layouts.elpv_root(None)
     root = tmp_path / "elpv"
     (root / "images").mkdir(parents=True)
     kept, counts = [], {}
@@ -365,7 +364,7 @@ def _elpv_subset(tmp_path: pathlib.Path, per_grade: int = 3) -> pathlib.Path:
 def test_elpv_real_cells(tmp_path: pathlib.Path) -> None:
     package = _cfg("elpv", None, tmp_path)
     assert resolve_categories(package) == ("mono", "poly")
-    mono = loaders.read_elpv(loaders.elpv_root(None), "mono")  # the whole package, listed only
+    mono = layouts.read_elpv(layouts.elpv_root(None), "mono")  # the whole package, listed only
     defects = [s.defect for s in mono.sources]
     assert (defects.count(GOOD), defects.count("p0.67"), defects.count("p1.0")) == (588, 56, 313)
 

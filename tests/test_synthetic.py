@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssagan_core import synthetic
-from ssagan_core.data import GOOD
-from ssagan_core.synthetic import (
+from ssagan_core.data import GOOD, synthetic
+from ssagan_core.data.synthetic import (
     SYNTHETIC_CATEGORIES,
     SYNTHETIC_DEFECTS,
     SYNTHETIC_OBJECTS,

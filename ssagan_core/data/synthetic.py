@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from . import validation
-from .data import GOOD, CategoryData, ImageSet
+from .images import GOOD, CategoryData, ImageSet
 
 SYNTHETIC_TEXTURES = ("weave", "wood", "brushed_metal")
 SYNTHETIC_OBJECTS = ("nut", "capsule")

@@ -1,9 +1,9 @@
-"""Which images a study trains and tests on: the `DataConfig`, and `load_category`, which turns it into arrays.
+"""`load_category`: a `DataConfig` and a category name -> the category's arrays, split for training.
 
 Every dataset kind yields the same `CategoryData`: normal train images, a validation split carved from them with a
 fixed seed (normal images plus synthetic defects, see validation.py), and the labelled test set with defect kinds,
-masks where the dataset has them, and each test image's source path. Datasets on disk are listed by loaders.py
-and decoded once by image_cache.py (cached under `cache_dir`); their protocols:
+masks where the dataset has them, and each test image's source path. Datasets on disk are listed by layouts.py
+and decoded once by cache.py (cached under `cache_dir`); their protocols:
 - mvtec: train = `train/good`; test = `test/*` as laid out.
 - folder: train = `train/0.normal`; test = `test/0.normal` and `test/1.abnormal`.
 - kolektor: an image is defective iff its mask has a non-zero pixel; every defective image is a test image, and the
@@ -16,91 +16,17 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import image_cache, loaders
-from .config import _check, _choice, _integer, _number, _power_of_two
-from .data import GOOD, CategoryData, ImageSet
-from .image_cache import RESIZE_RULES
-from .loaders import DatasetError, Layout
+from . import cache, layouts
+from .config import DataConfig
+from .images import GOOD, CategoryData, ImageSet
+from .layouts import DatasetError, Layout
 from .synthetic import SYNTHETIC_CATEGORIES, make_synthetic_category
 from .validation import make_validation
 
-KINDS = ("synthetic", "mvtec", "kolektor", "folder", "elpv")
 GOOD_TEST_FRACTION = 0.2  # kolektor, elpv: share of the good images held out as normal test images
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the images come from and how they are prepared. The study file's `dataset:` section."""
-
-    kind: str = "synthetic"
-    """`synthetic` (embedded, generated), `mvtec`, `kolektor`, `folder` or `elpv`."""
-    root: str | None = None
-    """Dataset root folder (`~` and `${VARS}` are expanded); required for mvtec, kolektor and folder; elpv: a copy of
-    the elpv-dataset repository's data (labels.csv, images/) instead of the installed package's."""
-    categories: tuple[str, ...] = ("all",)
-    """Categories to use; `all` = every category the dataset has (or, on disk, every one found under the root)."""
-    image_size: int = 64
-    """Side of the square model input in pixels."""
-    resize: str = "stretch"
-    """How a non-square image becomes square: `stretch` (resized to the square, aspect ratio lost, nothing cut or
-    padded) or `pad` (aspect ratio kept, the short side padded with the image's edge pixels). Square images (MVTec,
-    ELPV) are unaffected."""
-    cache_dir: str | None = None
-    """Where decoded images are cached (`~`, `${VARS}` expanded); None: `$SSAGAN_CACHE_DIR` or
-    `~/.cache/ssagan-ablate`."""
-    val_fraction: float = 0.1
-    """Share of the normal training images held out as the validation split."""
-    split_seed: int = 0
-    """Seed of the train/validation split, of kolektor's and elpv's train/test split of the good images, and of the
-    synthetic dataset's images."""
-    n_train: int = 200
-    """synthetic: normal training images per category (before the validation split)."""
-    n_test_good: int = 40
-    """synthetic: normal test images per category."""
-    n_test_defective: int = 60
-    """synthetic: defective test images per category."""
-
-    def __post_init__(self) -> None:
-        _choice("dataset.kind", self.kind, KINDS)
-        _choice("dataset.resize", self.resize, RESIZE_RULES)
-        _check("dataset.cache_dir", self.cache_dir is None or isinstance(self.cache_dir, str), "a path", self.cache_dir)
-        _check(
-            "dataset.image_size",
-            _power_of_two(self.image_size) and self.image_size >= 16,
-            "a power of two >= 16",
-            self.image_size,
-        )
-        _check(
-            "dataset.val_fraction",
-            _number(self.val_fraction) and 0 < self.val_fraction < 1,
-            "a number in (0, 1)",
-            self.val_fraction,
-        )
-        for name in ("split_seed", "n_train", "n_test_good", "n_test_defective"):
-            value = getattr(self, name)
-            _check(
-                f"dataset.{name}",
-                _integer(value) and value >= (1 if name == "n_train" else 0),
-                "an integer >= 1" if name == "n_train" else "an integer >= 0",
-                value,
-            )
-        categories = (self.categories,) if isinstance(self.categories, str) else tuple(self.categories)
-        _check(
-            "dataset.categories",
-            len(categories) > 0 and all(isinstance(c, str) and c for c in categories),
-            "a non-empty list of category names",
-            self.categories,
-        )
-        object.__setattr__(self, "categories", categories)
-        if self.kind in ("mvtec", "kolektor", "folder") and not self.root:
-            raise DatasetError(f"dataset.root: required for dataset kind {self.kind!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_categories(cfg: DataConfig) -> tuple[str, ...]:
@@ -115,7 +41,7 @@ def resolve_categories(cfg: DataConfig) -> tuple[str, ...]:
 
 def load_category(cfg: DataConfig, category: str) -> CategoryData:
     """The arrays of one category, split into train / validation / test. Images on disk are decoded on the first
-    load only (see image_cache.py); every bad input is a one-line `DatasetError` naming the path."""
+    load only (see cache.py); every bad input is a one-line `DatasetError` naming the path."""
     _check_known(cfg, (category,), _CATEGORIES[cfg.kind](cfg))
     return _LOADERS[cfg.kind](cfg, category)
 
@@ -145,13 +71,13 @@ def _load_synthetic(cfg: DataConfig, category: str) -> CategoryData:
 
 
 def _root(cfg: DataConfig) -> pathlib.Path:
-    return loaders.elpv_root(cfg.root) if cfg.kind == "elpv" else loaders.dataset_root(cfg.root)
+    return layouts.elpv_root(cfg.root) if cfg.kind == "elpv" else layouts.dataset_root(cfg.root)
 
 
 def _cache_dir(cfg: DataConfig) -> pathlib.Path:
     if cfg.cache_dir is None:
-        return image_cache.default_cache_dir()
-    return loaders.expand_path(cfg.cache_dir, "dataset.cache_dir")
+        return cache.default_cache_dir()
+    return layouts.expand_path(cfg.cache_dir, "dataset.cache_dir")
 
 
 def _disk_categories(cfg: DataConfig) -> tuple[str, ...]:
@@ -162,10 +88,10 @@ def _load_disk(cfg: DataConfig, category: str) -> CategoryData:
     """List, decode (or read from the cache) and split one category of a dataset on disk."""
     root = _root(cfg)
     layout = _READERS[cfg.kind](root, category)
-    decoded = image_cache.load_decoded(layout, cfg.kind, category, cfg.image_size, cfg.resize, _cache_dir(cfg))
+    decoded = cache.load_decoded(layout, cfg.kind, category, cfg.image_size, cfg.resize, _cache_dir(cfg))
     # kolektor (defect FROM_MASK): the label is whether the full-resolution mask has a defect pixel
     defects = tuple(
-        s.defect or (loaders.DEFECT if flagged else GOOD)
+        s.defect or (layouts.DEFECT if flagged else GOOD)
         for s, flagged in zip(layout.sources, decoded.flagged, strict=True)
     )
     labels = np.array([d != GOOD for d in defects], np.int64)
@@ -190,8 +116,8 @@ def _test_split(layout: Layout, labels: np.ndarray, seed: int) -> np.ndarray:
     """Which sources are test images: those the layout puts there, every defective one of the pool, and a seeded
     GOOD_TEST_FRACTION of the pool's good ones."""
     split = np.array([s.split for s in layout.sources])
-    is_test = (split == "test") | ((split == loaders.POOL) & (labels == 1))
-    good = np.flatnonzero((split == loaders.POOL) & (labels == 0))
+    is_test = (split == "test") | ((split == layouts.POOL) & (labels == 1))
+    good = np.flatnonzero((split == layouts.POOL) & (labels == 0))
     if len(good):
         if len(good) < 2:
             raise DatasetError(f"{layout.root}: needs at least 2 good images (one to train on, one to test)")
@@ -217,16 +143,16 @@ def _rows(images: ImageSet, index: np.ndarray) -> ImageSet:
 
 
 _READERS: dict[str, Callable[[pathlib.Path, str], Layout]] = {
-    "mvtec": loaders.read_mvtec,
-    "kolektor": loaders.read_kolektor,
-    "folder": loaders.read_folder,
-    "elpv": loaders.read_elpv,
+    "mvtec": layouts.read_mvtec,
+    "kolektor": layouts.read_kolektor,
+    "folder": layouts.read_folder,
+    "elpv": layouts.read_elpv,
 }
 _LISTERS: dict[str, Callable[[pathlib.Path], tuple[str, ...]]] = {
-    "mvtec": loaders.mvtec_categories,
-    "kolektor": loaders.kolektor_categories,
-    "folder": loaders.folder_categories,
-    "elpv": loaders.elpv_categories,
+    "mvtec": layouts.mvtec_categories,
+    "kolektor": layouts.kolektor_categories,
+    "folder": layouts.folder_categories,
+    "elpv": layouts.elpv_categories,
 }
 
 _CATEGORIES: dict[str, Callable[[DataConfig], tuple[str, ...]]] = {

@@ -1,7 +1,7 @@
 """In-memory image sets: what every dataset loader produces and what training consumes.
 
 Images are kept as uint8 arrays (N, 3, H, W) so that a whole category fits on the training device; they become
-floats in [-1, 1] one batch at a time (`to_float`).
+floats in [-1, 1] one batch at a time (`ssagan_core.scoring.to_float`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 GOOD = "good"
 
@@ -84,7 +83,3 @@ class CategoryData:
     def image_size(self) -> int:
         return self.train.image_size
 
-
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float32 in [-1, 1], the generators' tanh range."""
-    return images.float().div_(127.5).sub_(1.0)

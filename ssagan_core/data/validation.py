@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data import GOOD, ImageSet
+from .images import GOOD, ImageSet
 
 VAL_DEFECTS = ("cutpaste", "blob")
 

@@ -2,7 +2,7 @@
 
 Readers only list folders (no pixel is decoded), so they are cheap enough to run before every load, and they turn a
 bad layout (missing root, unknown category, an empty `train/good`, a test set without good or defective images, a mask
-with no image) into a one-line `DatasetError` naming the path. image_cache.py decodes what a layout lists; datasets.py
+with no image) into a one-line `DatasetError` naming the path. cache.py decodes what a layout lists; load.py
 turns the decoded arrays into train / validation / test.
 
 Layouts (paths relative to the dataset root):
@@ -26,7 +26,8 @@ import pathlib
 import re
 from dataclasses import dataclass
 
-GOOD = "good"  # the same word as data.GOOD; repeated so this module imports nothing of the model library
+from .images import GOOD
+
 DEFECT = "defect"  # defect kind of an image whose dataset has one kind only (kolektor, folder)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -51,7 +52,7 @@ KOLEKTOR_CATEGORY = "kolektor"
 FOLDER_NORMAL, FOLDER_ABNORMAL = "0.normal", "1.abnormal"
 ELPV_GRADES = 3  # ELPV defect probabilities are grades k/3: 0 good, 1/3 left out (too uncertain), 2/3 and 1 defective
 
-POOL = "pool"  # the split of a good image that datasets.py assigns by seed (kolektor, elpv); defective ones are test
+POOL = "pool"  # the split of a good image that load.py assigns by seed (kolektor, elpv); defective ones are test
 FROM_MASK = ""  # the defect kind of an image labelled by its mask once decoded (kolektor)
 
 ELPV_MISSING = "dataset.kind: 'elpv' needs the optional package elpv-dataset: pip install 'ssagan-ablate[elpv]'"

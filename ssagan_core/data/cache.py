@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .loaders import DatasetError, Layout, Source
+from .layouts import DatasetError, Layout, Source
 
 RESIZE_RULES = ("stretch", "pad")
 DECODE_VERSION = 1  # bump when decoding, resizing or the entry format changes: old entries are then never read
