@@ -237,8 +237,7 @@ def _fixed_by_preset(model: str, name: str) -> str:
             f"use model='ssagan' to switch components"
         )
     weights = [w for w in preset.fixes if w not in SWITCHES]
-    values = " and ".join(weights) + (" must be " if len(weights) > 1 else " must be ")
-    return f"{name}: {model} trains as a plain GAN; {values}{preset.settings[name]:g}"
+    return f"{name}: {model} trains as a plain GAN; {' and '.join(weights)} must be {preset.settings[name]:g}"
 
 
 def is_power_of_two(n: object) -> bool:

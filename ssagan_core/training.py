@@ -147,9 +147,7 @@ class _Run:
         }
 
 
-def _setup(
-    model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, seed: int, resume: dict | None
-) -> _Run:
+def _setup(model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, seed: int, resume: dict | None) -> _Run:
     if data.image_size != model_cfg.image_size:
         raise ValueError(f"image_size: the model expects {model_cfg.image_size} px, the data is {data.image_size} px")
     device = resolve_device(train_cfg.device)

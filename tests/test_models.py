@@ -231,6 +231,9 @@ def test_core_does_not_import_orchestration_libraries() -> None:
                 names = [node.module or ""]
             assert not {n.split(".")[0] for n in names} & forbidden, f"{path.name} imports {names}"
     # at run time too (scikit-learn may pull in pandas by itself, so only the orchestration libraries are checked)
-    code = "import sys, ssagan_core, ssagan_core.training, ssagan_core.data; print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'yaml'}))"
+    code = (
+        "import sys, ssagan_core, ssagan_core.training, ssagan_core.data; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'ray', 'optuna', 'yaml'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

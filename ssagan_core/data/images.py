@@ -82,4 +82,3 @@ class CategoryData:
     @property
     def image_size(self) -> int:
         return self.train.image_size
-
