@@ -14,13 +14,16 @@ import pytest
 import yaml
 from PIL import Image
 
-from ablation import report
-from ablation.importance import EVALUATOR, distributions, param_importances
-from ablation.paper import compare, load_paper_tables
-from ablation.report import Page, describe_design, load_results, main, render_report
-from ablation.report_paper import paper_section
-from ablation.report_search import importance_section
-from ablation.stats import HELPS, HURTS, NO_EVIDENCE, grid_effects, interactions, loco_effects, summarize
+from ablation.report.analysis import Analysis, analyse
+from ablation.report.cli import REPORT_FILE, main, render_report
+from ablation.report.importance import EVALUATOR, distributions, param_importances
+from ablation.report.paper import compare, load_paper_tables
+from ablation.report.render import FigureWriter, category_section
+from ablation.report.render_paper import paper_section
+from ablation.report.render_search import importance_section
+from ablation.report.stats import HELPS, HURTS, NO_EVIDENCE, grid_effects, interactions, loco_effects, summarize
+from ablation.results.ledger import load_results
+from ablation.study.schema import Study
 
 # --- builders -------------------------------------------------------------------------------------------------
 
@@ -213,9 +216,13 @@ def grid_study(grid: dict, seeds=(0, 1, 2), categories=("nut", "wood"), **sectio
     }
 
 
-def page(out: Path) -> Page:
-    results = load_results(out)
-    return Page(results, describe_design(results), out / "figures")
+def page(out: Path) -> Analysis:
+    """Everything the report of `out` says, computed (what the renderer's sections format)."""
+    return analyse(load_results(out))
+
+
+def figures_of(out: Path) -> FigureWriter:
+    return FigureWriter(out / "figures", len(page(out).categories))
 
 
 # --- statistics against known answers -------------------------------------------------------------------------
@@ -272,8 +279,8 @@ def test_summarize_degenerate_cases():
 def test_q_values_adjust_for_the_number_of_effects():
     from scipy import stats
 
-    from ablation.report_text import effect_sentence
-    from ablation.stats import Effect, adjust
+    from ablation.report.stats import Effect, adjust
+    from ablation.report.text import effect_sentence
 
     def effect(p: float) -> Effect:
         return Effect("up", "transposed -> bilinear", np.full(8, 0.01), 0, 0.01, 0.005, 0.02, p, HELPS, "")
@@ -288,7 +295,7 @@ def test_tied_pairs_get_scipys_wilcoxon_p_value():
     """Tied differences go through permutation_test for speed; the p-value must be scipy.stats.wilcoxon's."""
     from scipy import stats
 
-    from ablation.stats import signed_rank
+    from ablation.report.stats import signed_rank
 
     for d in ([0.05, 0.05, 0.02, -0.01, 0.05, 0.0625, 0.02], [0.03] * 6, [0.1, -0.1, 0.1, 0.0, 0.2, -0.1, 0.1, 0.1]):
         assert signed_rank(np.array(d))[0] == pytest.approx(stats.wilcoxon(d).pvalue, rel=1e-12)
@@ -417,7 +424,8 @@ def test_search_importances_use_fanova(tmp_path):
     rows[-1].update(status="stopped", auc=math.nan)  # an ASHA stop: shown, not used for importances
     out = write_results(tmp_path, rows, grid_study(SEARCH, seeds=(0, 1), categories=("nut",)), history=True)
     trials = load_results(out).trials
-    values, note = param_importances(trials, distributions(SEARCH["search"]["space"]))
+    space = Study.from_dict(grid_study(SEARCH, seeds=(0, 1), categories=("nut",))).search.space
+    values, note = param_importances(trials, distributions(space))
     assert note == "" and set(values) == {"lr", "w_adv"} and values["lr"] > values["w_adv"]
     assert "FanovaImportanceEvaluator" in EVALUATOR
     text = render_report(out).read_text()
@@ -433,8 +441,8 @@ def test_search_importances_use_fanova(tmp_path):
 def test_search_with_too_few_trials_says_so(tmp_path):
     out = write_results(tmp_path, search_rows(2), None)  # and no study.yaml: factors read off the variant names
     p = page(out)
-    assert p.d.kind == "search" and p.d.searched == ["lr", "w_adv"]
-    assert "importances need at least" in "\n".join(importance_section(p))
+    assert p.design.kind == "search" and p.design.searched == ["lr", "w_adv"]
+    assert "importances need at least" in "\n".join(importance_section(p, figures_of(out)))
 
 
 # --- robustness -----------------------------------------------------------------------------------------------
@@ -444,7 +452,7 @@ def test_without_study_yaml_the_factors_are_read_off_the_rows(tmp_path):
     rows = grid_rows(lambda f, s, c: base_auc(s, c) + 0.05 * (f["conv"] == "dsc"), {"conv": ["standard", "dsc"]})
     out = write_results(tmp_path, rows)
     p = page(out)
-    assert p.d.inferred and p.d.levels == {"conv": ["dsc", "standard"]}
+    assert p.design.inferred and p.design.levels == {"conv": ["dsc", "standard"]}
     assert p.effects[0].mean == pytest.approx(0.05) and p.effects[0].change == "standard -> dsc"
 
 
@@ -455,7 +463,7 @@ def test_float_settings_one_ulp_apart_are_one_level(tmp_path):
         r["lr"] = float(np.nextafter(r["lr"], 1.0))
     out = write_results(tmp_path, rows, grid_study({"grid": {"train.lr": [2e-4, 1e-3]}}))
     p = page(out)
-    assert p.d.levels == {"lr": [2e-4, 1e-3]}
+    assert p.design.levels == {"lr": [2e-4, 1e-3]}
     (effect,) = p.effects
     assert effect.n == 6 and effect.dropped == 0 and effect.mean == pytest.approx(0.05)
 
@@ -475,7 +483,7 @@ def test_all_failed_study_renders(tmp_path):
 def test_single_category_skips_per_category_figures(tmp_path):
     rows = grid_rows(lambda f, s, c: base_auc(s, c), {"attention": [True, False]}, categories=["nut"])
     out = write_results(tmp_path, rows, None)
-    lines = page(out).category_section()
+    lines = category_section(page(out), figures_of(out))
     assert any("Per-category figures skipped: one category" in line for line in lines)
 
 
@@ -569,7 +577,7 @@ def test_mvtec_study_is_compared_with_table_1(tmp_path):
     bottle = comparison[(comparison["model"] == "ssagan") & (comparison["category"] == "bottle")].iloc[0]
     assert bottle["reported"] == 0.954 and bottle["mean"] == pytest.approx(0.91)
     assert bottle["diff"] == pytest.approx(0.91 - 0.954)
-    text = "\n".join(paper_section(page(out)))
+    text = "\n".join(paper_section(page(out), figures_of(out)))
     assert "Table 1" in text and "### proposed (ssagan)" in text and "### Skip-GANomaly" in text
     assert "| bottle | 0.954 | 0.910 ± 0.010 | -0.044 |" in text
     assert "attention=false" not in text.split("Rows used")[1].split("\n")[0]
@@ -578,7 +586,7 @@ def test_mvtec_study_is_compared_with_table_1(tmp_path):
 def test_kolektor_study_is_compared_with_table_2(tmp_path):
     rows = [row("base", s, "kolektor", 0.85, dataset="kolektor") for s in range(2)]
     out = write_results(tmp_path, rows, None)
-    text = "\n".join(paper_section(page(out)))
+    text = "\n".join(paper_section(page(out), figures_of(out)))
     assert "Table 2" in text
     assert "| proposed (ssagan) | AUC | 0.89 | 0.850 ± 0.000 | -0.040 |" in text
     assert "F1 (test-optimal; comparison only)" in text
@@ -605,21 +613,22 @@ def test_cli_renders_from_trials_parquet(tmp_path, capsys):
     out = write_results(tmp_path, rows, None)
     assert main([str(out / "trials.parquet")]) == 0
     assert capsys.readouterr().out.strip() == str(out / "report.md")
-    assert report.REPORT_FILE == "report.md" and (out / "report.md").exists()
+    assert REPORT_FILE == "report.md" and (out / "report.md").exists()
 
 
 def test_loco_rows_without_study_yaml(tmp_path):
     rows = [row("base", s, "nut", 0.7, design="loco") for s in range(3)]
     rows += [row("attention=false", s, "nut", 0.6, design="loco", attention=False) for s in range(3)]
     out = write_results(tmp_path, rows, None)
-    (effect,) = loco_effects(load_results(out).trials, describe_design(load_results(out)).removed)
+    a = page(out)
+    (effect,) = loco_effects(a.rows, a.design.removed)
     assert effect.mean == pytest.approx(0.1) and effect.n == 3
 
 
 @pytest.mark.slow
 def test_the_runner_renders_the_report(tmp_path):
     """End to end: `ablation.run` (serial, no Ray) trains a tiny study and renders its report at the end."""
-    from ablation.run import main as run_main
+    from ablation.run.cli import main as run_main
 
     from .studies import write_study
 

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ablation.results import HISTORY_FILE, SCORES_FILE, TRIALS_FILE
-from ablation.run import main
+from ablation.results.ledger import HISTORY_FILE, SCORES_FILE, TRIALS_FILE
+from ablation.run.cli import main
 
 from .studies import write_study
 

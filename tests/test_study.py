@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ablation.design import trial_specs, variants
-from ablation.run import main
-from ablation.study import StudyError, load_study
+from ablation.run.cli import main
+from ablation.study.design import trial_specs, variants
+from ablation.study.load import StudyError, load_study
 
 from .studies import write_study
 
@@ -17,11 +17,11 @@ from .studies import write_study
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"model__atention": True}, "model.atention: unknown key; model takes name, attention"),
+        ({"model__atention": True}, "model.atention: unknown key; model takes model, attention"),
         ({"colour": "red"}, "colour: unknown key; a study takes name, description, dataset"),
         ({"train__lr": "fast"}, "train.lr: expected a number, got 'fast' (a string)"),
         ({"seeds": "0"}, "seeds: a non-empty list of integers >= 0"),
-        ({"grid": {"model.atention": [True]}}, "grid.model.atention: unknown factor; factors are model.name"),
+        ({"grid": {"model.atention": [True]}}, "grid.model.atention: unknown factor; factors are model.model"),
         ({"grid": {}}, "grid: a non-empty mapping of factor -> list of values"),
         ({"grid": {"model.attention": []}}, "grid.model.attention: a non-empty list of values"),
         ({"dataset__kind": "mvtec"}, "dataset.root: required for dataset kind 'mvtec'"),
@@ -61,7 +61,7 @@ def test_missing_dataset_root_on_disk(tmp_path, capsys) -> None:
 def test_environment_variables_in_the_root(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("DATA_HOME", "/data")
     study = load_study(write_study(tmp_path / "s.yaml", dataset__kind="folder", dataset__root="${DATA_HOME}/mine"))
-    assert study.dataset.root == "/data/mine"
+    assert study.dataset["root"] == "/data/mine"
     monkeypatch.delenv("DATA_HOME")
     with pytest.raises(StudyError, match=r"dataset\.root: environment variable DATA_HOME is not set"):
         load_study(tmp_path / "s.yaml")
@@ -78,7 +78,7 @@ def test_set_overrides_any_key_as_yaml(tmp_path) -> None:
             "seeds=[3]",
         ],
     )
-    assert study.dataset.categories == ("nut", "wood") and study.train["lr"] == 1e-3 and study.seeds == (3,)
+    assert study.dataset["categories"] == ("nut", "wood") and study.train["lr"] == 1e-3 and study.seeds == (3,)
     assert study.grid == {"model.attention": (True, False), "model.conv": ("dsc", "standard")}
     with pytest.raises(StudyError, match=r"--set 'oops': expected KEY=VALUE"):
         load_study(path, ["oops"])
@@ -112,7 +112,7 @@ def test_leave_one_component_out(tmp_path) -> None:
 
 def test_baseline_variants_drop_the_base_switches(tmp_path) -> None:
     study = load_study(
-        write_study(tmp_path / "s.yaml", model__attention=True, grid={"model.name": ["ssagan", "skip_ganomaly"]})
+        write_study(tmp_path / "s.yaml", model__attention=True, grid={"model.model": ["ssagan", "skip_ganomaly"]})
     )
     a, b = (s.model for s in trial_specs(study, ("nut",))[::2])
     assert a.model == "ssagan" and a.attention and (a.w_adv, a.w_ctx) == (0.5, 0.3)
@@ -172,11 +172,11 @@ def test_every_shipped_study_validates(path: Path, monkeypatch, tmp_path) -> Non
     study = load_study(path)
     assert study.name == path.stem and study.description
     if study.search is not None:
-        assert study.search.trials * len(study.dataset.categories) == 16  # hpo
+        assert study.search.trials * len(study.dataset["categories"]) == 16  # hpo
     elif path.stem in SHIPPED_TRIALS:
-        assert len(trial_specs(study, study.dataset.categories)) == SHIPPED_TRIALS[path.stem]
+        assert len(trial_specs(study, study.dataset["categories"])) == SHIPPED_TRIALS[path.stem]
     else:  # the paper protocols: all four models, the paper's 10,000 iterations
-        assert {v.model["name"] for v in variants(study)} == {"anogan", "ganomaly", "skip_ganomaly", "ssagan"}
+        assert {v.model["model"] for v in variants(study)} == {"anogan", "ganomaly", "skip_ganomaly", "ssagan"}
         assert study.train["iterations"] == 10_000
 
 

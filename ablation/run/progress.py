@@ -1,32 +1,33 @@
-"""What a running study shows: a live rich panel on a terminal, one plain line per finished trial otherwise."""
+"""What a running study shows: a live rich panel on a terminal, one plain line per finished trial otherwise.
+
+The runners tell it when a trial starts and hand it each recorded row; it knows nothing of Ray.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
-from ray import tune
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .results import FAILED, OK, ResultStore
+from ..results.ledger import ResultStore
+from ..results.rows import FAILED, OK
 
 
-class StudyView(tune.Callback):
+class StudyView:
     """Trials done / running / failed / pending, elapsed time and ETA, and the best AUC so far."""
 
     def __init__(self, study: str, total: int, store: ResultStore, console: Console | None = None) -> None:
         self.study, self.total, self.store = study, total, store
         self.console = console or Console(stderr=True)
         self.running: set[str] = set()
-        self.started = time.monotonic()
-        self.start_count = self._count(OK) + self._count(FAILED)  # outcomes recorded before this run
+        self.started_at = time.monotonic()
+        self.start_count = store.count(OK) + store.count(FAILED)  # outcomes recorded before this run
         self.live: Live | None = None
         self._last_draw = 0.0
-
-    def __getstate__(self) -> dict:  # Tune pickles its callbacks; the view (console, live panel) is in-process only
-        return {"study": self.study, "total": self.total}
 
     def __enter__(self) -> StudyView:
         if self.console.is_terminal:
@@ -42,56 +43,40 @@ class StudyView(tune.Callback):
             self.live.__exit__(*exc)
             self.live = None
 
-    # --- Tune callback hooks (called in the driver) ---
+    # --- what the runners call ---
 
-    def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        self.running.add(trial.trial_id)
-        self._draw()
+    def started(self, trial_id: str) -> None:
+        self.running.add(trial_id)
+        self.refresh()
 
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        self._finished(trial, failed=False)
-
-    def on_trial_error(self, iteration, trials, trial, **info) -> None:
-        self._finished(trial, failed=True)
-
-    def on_step_end(self, iteration, trials, **info) -> None:
-        self._draw()
-
-    def _finished(self, trial, failed: bool) -> None:
-        self.running.discard(trial.trial_id)
+    def finished(self, row: dict[str, Any]) -> None:
+        """A trial's row was recorded (ok, failed or stopped)."""
+        self.running.discard(row["trial_id"])
         if self.live is None:
-            rows = self.store.trials
-            row = rows[rows["trial_id"] == trial.trial_id].tail(1)
-            done = self._count(OK) + self._count(FAILED)
-            if not row.empty:
-                r = row.iloc[0]
-                detail = (
-                    f"error: {r['error']}"
-                    if r["status"] == FAILED
-                    else f"auc={r['auc']:.3f} val_auc={r['val_auc']:.3f}"
-                )
-                self.console.print(
-                    f"[{done}/{self.total}] {r['status']:<7} {r['trial_key']}  {detail}", highlight=False
-                )
-        self._draw(force=True)
+            done = self.store.count(OK) + self.store.count(FAILED)
+            detail = (
+                f"error: {row['error']}"
+                if row["status"] == FAILED
+                else f"auc={row['auc']:.3f} val_auc={row['val_auc']:.3f}"
+            )
+            self.console.print(
+                f"[{done}/{self.total}] {row['status']:<7} {row['trial_key']}  {detail}", highlight=False, markup=False
+            )
+        self.refresh(force=True)
 
-    # --- rendering ---
-
-    def _count(self, status: str) -> int:
-        rows = self.store.trials
-        return 0 if rows.empty else int((rows["status"] == status).sum())
-
-    def _draw(self, force: bool = False) -> None:
+    def refresh(self, force: bool = False) -> None:
         if self.live is None or (not force and time.monotonic() - self._last_draw < 0.5):
             return
         self._last_draw = time.monotonic()
         self.live.update(self._panel())
 
+    # --- rendering ---
+
     def _panel(self) -> Table:
-        ok, failed = self._count(OK), self._count(FAILED)
+        ok, failed = self.store.count(OK), self.store.count(FAILED)
         running = len(self.running)
         pending = max(self.total - ok - failed - running, 0)
-        elapsed = time.monotonic() - self.started
+        elapsed = time.monotonic() - self.started_at
         finished_now = ok + failed - self.start_count
         eta = elapsed / finished_now * (pending + running) if finished_now > 0 else math.nan
         table = Table(title=f"study {self.study}", show_header=True, header_style="bold")
@@ -102,8 +87,8 @@ class StudyView(tune.Callback):
             str(running),
             f"[red]{failed}[/red]" if failed else "0",
             str(pending),
-            _duration(elapsed),
-            _duration(eta),
+            _clock(elapsed),
+            _clock(eta),
             self._best(),
         )
         return table
@@ -116,7 +101,8 @@ class StudyView(tune.Callback):
         return f"{best['auc']:.3f} ({best['trial_key']})"
 
 
-def _duration(seconds: float) -> str:
+def _clock(seconds: float) -> str:
+    """A duration as a clock reads: 4:05, 1:02:03; "-" when unknown."""
     if not math.isfinite(seconds):
         return "-"
     m, s = divmod(int(seconds), 60)

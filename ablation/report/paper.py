@@ -1,8 +1,8 @@
 """The paper's own numbers (Tables 1 and 2, shipped as `paper_tables.yaml`) and their comparison with a study's.
 
 A study reproduces Table 1 when it runs on MVTec AD and Table 2 when it runs on KolektorSDD. Only runs at a model's
-paper settings count (the preset's switches and loss weights, all attention stages), so an ablation variant is never
-passed off as the paper's model.
+paper settings count (the preset's switches and loss weights from `ssagan_core.presets`, all attention stages), so an
+ablation variant is never passed off as the paper's model.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from ssagan_core.presets import PRESETS
+
 TABLES_FILE = Path(__file__).with_name("paper_tables.yaml")
 ALL = "all"  # the row label of a table reported over a whole dataset (Table 2)
-PRESET_FIELDS = ("attention", "conv", "down", "up", "w_adv", "w_ctx", "w_lat")
 
 
 @dataclass(frozen=True)
@@ -63,15 +64,13 @@ def load_paper_tables(path: Path = TABLES_FILE) -> PaperTables:
 
 def at_paper_settings(rows: pd.DataFrame) -> pd.Series:
     """Which rows ran a model at its paper settings: the preset's switches and loss weights, every attention stage."""
-    from ssagan_core import ModelConfig  # late: torch is imported only when a study reproduces a table
-
     mask = pd.Series(False, index=rows.index)
     for model in rows["model"].dropna().unique():
-        preset = ModelConfig(model=str(model))
+        if str(model) not in PRESETS:
+            continue
         is_model = rows["model"] == model
-        for name in PRESET_FIELDS:
+        for name, want in PRESETS[str(model)].settings.items():
             if name in rows:
-                want = getattr(preset, name)
                 is_model &= rows[name].map(lambda v, w=want: v == w or (isinstance(w, float) and math.isclose(v, w)))
         if model == "ssagan" and "attention_stages" in rows:
             is_model &= rows["attention_stages"] == "all"

@@ -1,14 +1,15 @@
-"""Markdown pieces of the report: tables, number formats, and the sentences that say a result in plain words."""
+"""Markdown pieces of the report: tables, number formats, and the sentences that say a result in plain words.
+Functions of the analysis' frames and numbers; the statistics themselves are computed in `stats` and `analysis`."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from .stats import ALPHA, HELPS, HURTS, Effect, fmt
+from ..study.schema import format_value
+from .stats import ALPHA, HELPS, HURTS, Effect
 
 # Settings worth stating in the header when every trial shares them.
 SHOWN_SETTINGS = (
@@ -130,35 +131,19 @@ def threshold_sentence(rows: pd.DataFrame) -> str:
 
 def compute_sentence(rows: pd.DataFrame) -> str:
     seconds = rows["train_seconds"].fillna(0).sum() + rows["score_seconds"].fillna(0).sum()
-    text = f"{_duration(seconds)} of training and scoring summed over trials"
+    text = f"{duration_words(seconds)} of training and scoring summed over trials"
     if "started_at" in rows and "finished_at" in rows:
         start = pd.to_datetime(rows["started_at"], utc=True, errors="coerce").min()
         end = pd.to_datetime(rows["finished_at"], utc=True, errors="coerce").max()
         if pd.notna(start) and pd.notna(end):
-            text += (
-                f"; wall time {_duration((end - start).total_seconds())} ({start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC)"
-            )
+            wall = duration_words((end - start).total_seconds())
+            text += f"; wall time {wall} ({start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC)"
     return text
 
 
 def shared_settings(rows: pd.DataFrame) -> str:
     shown = [(c, constant(rows, c)) for c in SHOWN_SETTINGS if c != "image_size"]
-    return ", ".join(f"{c}={fmt(v)}" for c, v in shown if v is not None)
-
-
-def planned_trials(study: dict | None, n_categories: int) -> int | None:
-    """How many trials the study file asks for (None without it)."""
-    if not study:
-        return None
-    seeds = len(study.get("seeds") or [0])
-    categories = (study.get("dataset") or {}).get("categories") or ["all"]
-    n_cat = n_categories if categories in (["all"], "all") else len(categories)
-    if study.get("search"):
-        return int(study["search"].get("trials", 20)) * n_cat
-    if study.get("loco"):
-        return (len(study["loco"]) + 1) * seeds * n_cat
-    grid = study.get("grid") or {}
-    return int(np.prod([len(v) for v in grid.values()] or [1])) * seeds * n_cat
+    return ", ".join(f"{c}={format_value(v)}" for c, v in shown if v is not None)
 
 
 def md_table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -222,7 +207,8 @@ def _ordinal(x: float) -> str:
     return f"{k}{'th' if 10 <= k % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(k % 10, 'th')}"
 
 
-def _duration(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
+    """A duration in words: 12.3 s, 4.5 min, 2 h 05 min."""
     seconds = max(0.0, float(seconds))
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -242,15 +228,3 @@ def constant(rows: pd.DataFrame, column: str) -> Any:
 def first(values: pd.Series) -> str:
     values = [v for v in values.dropna().unique() if v != ""]
     return str(values[0]) if values else ""
-
-
-def trial_name(key: str) -> str:
-    """A trial's name without seed and category: "search#0003|seed=0|nut" -> "search#0003"."""
-    return str(key).split("|", 1)[0]
-
-
-def trial_index(key: str) -> int:
-    """A search trial's sampling order: "search#0003|seed=0|nut" -> 3 (-1 for a grid trial)."""
-    name = trial_name(key)
-    digits = name.rsplit("#", 1)[-1]
-    return int(digits) if digits.isdigit() else -1

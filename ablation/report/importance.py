@@ -5,30 +5,31 @@ would give different numbers under different Optuna versions)."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 
+from ..results.rows import OK, plain
+from ..study.schema import Dimension, column
+
 MIN_TRIALS = 3  # fANOVA fits a random forest on the trials: with fewer, the importances are noise
 EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
 
 
-def distributions(space: dict[str, Any]) -> dict[str, optuna.distributions.BaseDistribution]:
-    """Column -> Optuna distribution, from the study file's `search.space` (`train.lr: {log_uniform: [a, b]}`)."""
+def distributions(space: dict[str, Dimension]) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Column -> Optuna distribution, from the study's `search.space`."""
     out: dict[str, optuna.distributions.BaseDistribution] = {}
-    for key, spec in space.items():
-        column = key.split(".", 1)[-1]
-        column = "model" if key == "model.name" else column
-        kind, args = next(iter(spec.items()))
-        if kind == "choice":
-            out[column] = optuna.distributions.CategoricalDistribution(list(args))
-        elif kind in ("int", "log_int"):
-            out[column] = optuna.distributions.IntDistribution(int(args[0]), int(args[1]), log=kind == "log_int")
+    for key, dim in space.items():
+        if dim.kind == "choice":
+            out[column(key)] = optuna.distributions.CategoricalDistribution(list(dim.choices))
+        elif dim.kind in ("int", "log_int"):
+            out[column(key)] = optuna.distributions.IntDistribution(
+                int(dim.low), int(dim.high), log=dim.kind == "log_int"
+            )
         else:
-            out[column] = optuna.distributions.FloatDistribution(
-                float(args[0]), float(args[1]), log=kind == "log_uniform"
+            out[column(key)] = optuna.distributions.FloatDistribution(
+                float(dim.low), float(dim.high), log=dim.kind == "log_uniform"
             )
     return out
 
@@ -36,18 +37,18 @@ def distributions(space: dict[str, Any]) -> dict[str, optuna.distributions.BaseD
 def inferred_distributions(rows: pd.DataFrame, columns: list[str]) -> dict[str, optuna.distributions.BaseDistribution]:
     """Distributions spanning the values seen, for a search whose study file is missing."""
     out: dict[str, optuna.distributions.BaseDistribution] = {}
-    for column in columns:
-        values = rows[column].dropna()
+    for name in columns:
+        values = rows[name].dropna()
         if values.empty:
             continue
         if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
-            out[column] = optuna.distributions.CategoricalDistribution(sorted(values.unique().tolist(), key=str))
+            out[name] = optuna.distributions.CategoricalDistribution(sorted(values.unique().tolist(), key=str))
         elif pd.api.types.is_integer_dtype(values):
-            out[column] = optuna.distributions.IntDistribution(int(values.min()), int(values.max()))
+            out[name] = optuna.distributions.IntDistribution(int(values.min()), int(values.max()))
         else:
             low, high = float(values.min()), float(values.max())
             log = low > 0 and high / low > 100  # a range spanning decades was surely sampled on a log scale
-            out[column] = optuna.distributions.FloatDistribution(low, max(high, np.nextafter(low, math.inf)), log=log)
+            out[name] = optuna.distributions.FloatDistribution(low, max(high, np.nextafter(low, math.inf)), log=log)
     return out
 
 
@@ -56,7 +57,7 @@ def rebuild_study(rows: pd.DataFrame, dists: dict[str, optuna.distributions.Base
     study = optuna.create_study(direction="maximize")
     trials = []
     for _, row in rows.iterrows():
-        params = {c: _plain(row[c]) for c in dists}
+        params = {c: plain(row[c]) for c in dists}
         trials.append(optuna.trial.create_trial(params=params, distributions=dists, value=float(row["val_auc"])))
     study.add_trials(trials)
     return study
@@ -67,7 +68,7 @@ def param_importances(
 ) -> tuple[dict[str, float], str]:
     """(parameter -> importance, summing to 1; "" or why there are none). `rows`: one category's trials; only those
     that finished with a finite val_auc count (early-stopped trials were scored at an earlier iteration)."""
-    done = rows[(rows["status"] == "ok") & np.isfinite(rows["val_auc"].astype("float64"))]
+    done = rows[(rows["status"] == OK) & np.isfinite(rows["val_auc"].astype("float64"))]
     if len(done) < MIN_TRIALS:
         return {}, f"{len(done)} finished trials with a val AUC: importances need at least {MIN_TRIALS}"
     if not dists:
@@ -84,7 +85,3 @@ def param_importances(
         return {}, f"importances could not be computed ({type(e).__name__}: {e})"
     finally:
         optuna.logging.set_verbosity(verbosity)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

@@ -3,17 +3,14 @@ ours, with the difference, using only runs at each model's paper settings."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from . import figures
-from .paper import PaperTable, PaperTables, at_paper_settings, compare, load_paper_tables
-from .report_text import cell, first, md_table, num, signed
+from .analysis import Analysis, Comparison
+from .text import cell, md_table, num, signed
 
 if TYPE_CHECKING:
-    from .report import Page
+    from .render import FigureWriter
 
 NAMES = {"ssagan": "proposed (ssagan)", "skip_ganomaly": "Skip-GANomaly", "ganomaly": "GANomaly", "anogan": "AnoGAN"}
 METRIC_NAMES = {
@@ -25,34 +22,9 @@ METRIC_NAMES = {
 }
 
 
-@dataclass(frozen=True)
-class Comparison:
-    tables: PaperTables
-    table: PaperTable
-    used: pd.DataFrame  # the successful runs at paper settings
-    left_out: int  # successful runs at other settings
-    lines: pd.DataFrame  # `paper.compare`'s frame; empty when nothing matches the table
-
-
-def comparison(page: Page) -> Comparison | None:
-    """The comparison of this study with the paper's table for its dataset, or None when no table applies."""
-
-    def compute() -> Comparison | None:
-        tables = load_paper_tables()
-        table = tables.for_dataset(first(page.rows["dataset"]))
-        if table is None:
-            return None
-        ok = page.ok
-        used = ok[at_paper_settings(ok)] if len(ok) and "model" in ok else ok.iloc[:0]
-        lines = compare(used, table) if len(used) else pd.DataFrame()
-        return Comparison(tables, table, used, len(ok) - len(used), lines)
-
-    return page.once("paper", compute)
-
-
-def paper_summary(page: Page) -> list[str]:
+def paper_summary(a: Analysis) -> list[str]:
     """One summary line: ours - paper, averaged over the cells compared, per model."""
-    c = comparison(page)
+    c = a.paper
     if c is None or c.lines.empty:
         return []
     auc = c.lines[c.lines["metric"] == "auc"]
@@ -61,19 +33,19 @@ def paper_summary(page: Page) -> list[str]:
     return [f"- Against the paper's {c.table.title.split(':')[0]} (ours - paper, AUC, {where}): {', '.join(parts)}."]
 
 
-def paper_section(page: Page) -> list[str]:
-    c = comparison(page)
+def paper_section(a: Analysis, figs: FigureWriter) -> list[str]:
+    c = a.paper
     if c is None:
         return []
     lines = [f"## The paper's numbers beside ours ({c.table.title})", ""]
     if c.used.empty:
-        why = "no successful run" if page.ok.empty else "no run used a model at its paper settings"
+        why = "no successful run" if a.ok.empty else "no run used a model at its paper settings"
         return [*lines, f"_Nothing to compare: {why} (preset switches and loss weights, every attention stage)._", ""]
     if c.lines.empty:
         return [*lines, "_Nothing to compare: no run matches a model and category of the table._", ""]
     lines += [rows_used(c), ""]
     if c.table.by_category:
-        return lines + per_category(page, c)
+        return lines + per_category(c, figs)
     body = [
         [
             NAMES.get(x.model, x.model),
@@ -100,7 +72,7 @@ def rows_used(c: Comparison) -> str:
     )
 
 
-def per_category(page: Page, c: Comparison) -> list[str]:
+def per_category(c: Comparison, figs: FigureWriter) -> list[str]:
     """Table 1: a table per model (paper, ours, difference per category) and the paper's Figure 8 with ours."""
     lines = []
     for model, part in c.lines.groupby("model", sort=False):
@@ -116,4 +88,4 @@ def per_category(page: Page, c: Comparison) -> list[str]:
     mean, std, paper = (named.pivot(index="category", columns="model", values=v) for v in ("mean", "std", "reported"))
     caption = "Ours (solid, ± std over seeds) and the paper's (dashed), per category: the form of the paper's Figure 8."
     draw = lambda p: figures.category_lines(mean, std, p, paper=paper)  # noqa: E731
-    return lines + page.figure("paper_table1.png", "ours and the paper's AUC per category", draw, caption)
+    return lines + figs(figures.PAPER, draw, caption)

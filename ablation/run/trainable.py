@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +20,26 @@ import ray
 import torch
 from ray import tune
 
-from ssagan_core import train
-from ssagan_core.training import Progress
+from ssagan_core.training import Progress, train
 
-from .design import TrialSpec
-from .results import now, outcome
+from ..results.rows import now, outcome, plain
+from ..study.design import TrialSpec
+from .context import RunContext, device_label
 
 STATE_FILE, ROW_FILE = "state.pt", "row.json"
 SCORES_PART, HISTORY_PART = "scores.parquet", "history.parquet"
 
 
-def run_trial(config: dict[str, Any], *, specs: Any, data_refs: dict[str, Any], context: dict[str, Any]) -> None:
+def run_trial(
+    config: dict[str, Any], *, specs: Callable[[dict], TrialSpec], data_refs: dict[str, Any], context: RunContext
+) -> None:
     """Tune function trainable. `specs(config) -> TrialSpec` maps Tune's config to the trial to run."""
-    spec: TrialSpec = specs(config)
+    spec = specs(config)
     data = ray.get(data_refs[spec.category])
-    cpus, gpus = context["cpus_per_trial"], context["gpus_per_trial"]
-    device = "cuda" if gpus > 0 else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    if context.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("the trial was given a GPU share but CUDA is not available on its node")
-    threads = max(1, int(cpus))
-    torch.set_num_threads(threads)
-    train_cfg = dataclasses.replace(spec.train, device=device, num_threads=threads)
+    torch.set_num_threads(context.threads)
+    train_cfg = dataclasses.replace(spec.train, device=context.device, num_threads=context.threads)
 
     resume = None
     checkpoint = tune.get_checkpoint()
@@ -55,7 +55,7 @@ def run_trial(config: dict[str, Any], *, specs: Any, data_refs: dict[str, Any], 
         metrics = {"iteration": p.iteration, "images_per_second": p.images_per_second, **p.losses}
         if p.val_auc is not None and math.isfinite(p.val_auc):
             metrics["val_auc"] = p.val_auc
-        if p.iteration < p.iterations and time.monotonic() - last_save >= context["checkpoint_seconds"]:
+        if p.iteration < p.iterations and time.monotonic() - last_save >= context.resources.checkpoint_seconds:
             with tempfile.TemporaryDirectory() as d:
                 torch.save(p.state(), Path(d) / STATE_FILE)
                 tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
@@ -67,16 +67,11 @@ def run_trial(config: dict[str, Any], *, specs: Any, data_refs: dict[str, Any], 
 
     trial_id = tune.get_context().get_trial_id()
     node = ray.get_runtime_context().get_node_id()[:12]
-    row, scores, history = outcome(spec, context, result, data, trial_id, node=node, started_at=started)
+    device = device_label(str(result.metrics["device"]))
+    row, scores, history = outcome(spec, context, result, data, trial_id, node=node, started_at=started, device=device)
     with tempfile.TemporaryDirectory() as d:
-        Path(d, ROW_FILE).write_text(json.dumps(row, default=_jsonable))
+        Path(d, ROW_FILE).write_text(json.dumps(row, default=lambda v: plain(v) if hasattr(v, "item") else str(v)))
         scores.to_parquet(Path(d) / SCORES_PART, index=False)
         history.to_parquet(Path(d) / HISTORY_PART, index=False)
         final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         tune.report({**final, "done": 1}, checkpoint=tune.Checkpoint.from_directory(d))
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

@@ -17,17 +17,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ssagan_core.presets import SWITCHES
+
+from ..study.schema import format_value
+
 CONFIDENCE = 0.95
 ALPHA = 0.05
 RESAMPLES = 9999
 EXHAUSTIVE_MAX = 13  # scipy.stats.wilcoxon enumerates every sign flip up to this many tied pairs
-# The four switches of the paper's architecture, each with the paper's choice ("on") first.
-SWITCHES = {
-    "attention": (True, False),
-    "conv": ("dsc", "standard"),
-    "down": ("maxpool", "strided"),
-    "up": ("bilinear", "transposed"),
-}
 HELPS, HURTS, NO_EVIDENCE, NOT_ESTIMABLE = "helps", "hurts", "no evidence either way", "not estimable"
 COST_COLUMNS = ("params", "train_seconds", "images_per_second")
 
@@ -217,7 +214,7 @@ def grid_effects(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
                 continue
             pairs, dropped = paired(rows, factor, ref, level, match)
             two = len(values) == 2
-            name = factor if two else f"{factor}={fmt(level)}"
+            name = factor if two else f"{factor}={format_value(level)}"
             effects.append(make_effect(name, _change(factor, ref, level), pairs, dropped))
     return effects
 
@@ -240,7 +237,7 @@ def interactions(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
         w = wide[ok]
         diffs = ((w["11"] - w["10"]) - (w["01"] - w["00"])).to_numpy(dtype=np.float64)
         mean, low, high, p, verdict, note = summarize(diffs)
-        change = f"{a} effect with {b}={fmt(on_b)} minus with {b}={fmt(ref_b)}"
+        change = f"{a} effect with {b}={format_value(on_b)} minus with {b}={format_value(ref_b)}"
         effects.append(
             Effect(f"{a} x {b}", change, diffs, dropped, mean, low, high, p, verdict, note, interaction=True)
         )
@@ -257,7 +254,7 @@ def loco_effects(rows: pd.DataFrame, removed: dict[str, tuple[str, Any]]) -> lis
         both = both.assign(_is_base=both["variant"] == "base")
         pairs, dropped = paired(both, "_is_base", False, True, ["seed", "category"])
         base_value = base[factor].iloc[0] if len(base) and factor in base else None
-        change = _change(factor, off, base_value) if base_value is not None else f"{fmt(off)} -> base"
+        change = _change(factor, off, base_value) if base_value is not None else f"{format_value(off)} -> base"
         effects.append(make_effect(factor, change, pairs, dropped))
     return effects
 
@@ -265,13 +262,4 @@ def loco_effects(rows: pd.DataFrame, removed: dict[str, tuple[str, Any]]) -> lis
 def _change(factor: str, ref: Any, level: Any) -> str:
     if factor == "attention" and isinstance(ref, (bool, np.bool_)) and isinstance(level, (bool, np.bool_)):
         return f"{'on' if ref else 'off'} -> {'on' if level else 'off'}"
-    return f"{fmt(ref)} -> {fmt(level)}"
-
-
-def fmt(value: Any) -> str:
-    """A factor value as the study file writes it."""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
-    return str(value)
+    return f"{format_value(ref)} -> {format_value(level)}"

@@ -1,12 +1,15 @@
-"""The report's figures: small PNGs (matplotlib, Agg backend) written atomically beside `report.md`.
+"""The report's figures: small PNGs (matplotlib, Agg backend) written atomically into `figures/` beside `report.md`.
 
-Each function draws one figure from plain frames the report has already computed, so no statistic is computed here.
+`FIGURES` names every figure a report can link (its file, alt text, and whether it has a panel per category); each
+drawing function draws one of them from plain frames the analysis has already computed, so no statistic is computed
+here.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -25,6 +28,24 @@ MAX_BYTES = 190_000  # per PNG
 COLOURS = {HELPS: "#1b7837", HURTS: "#b2182b"}
 NEUTRAL = "#555555"
 MAX_PANELS = 15  # MVTec AD has 15 categories
+
+
+@dataclass(frozen=True)
+class Figure:
+    file: str  # in figures/
+    alt: str  # the Markdown link's alt text
+    panelled: bool = False  # a panel per category, at most MAX_PANELS
+
+
+PAPER = Figure("paper_table1.png", "ours and the paper's AUC per category")
+EFFECTS = Figure("effects.png", "component effects")
+CATEGORY_HEATMAP = Figure("categories_heatmap.png", "per-category heatmap")
+CATEGORY_LINES = Figure("categories_lines.png", "per-category AUC by variant")
+ROC = Figure("roc_best_worst.png", "ROC curves of the best and worst", panelled=True)
+VAL_AUC = Figure("val_auc_history.png", "validation AUC over iterations", panelled=True)
+SEARCH_HISTORY = Figure("search_history.png", "search history", panelled=True)
+IMPORTANCES = Figure("importances.png", "parameter importances")
+FIGURES = (PAPER, EFFECTS, CATEGORY_HEATMAP, CATEGORY_LINES, ROC, VAL_AUC, SEARCH_HISTORY, IMPORTANCES)
 
 
 def save(fig: plt.Figure, path: Path) -> Path:

@@ -1,0 +1,206 @@
+"""`python -m ablation.run STUDY.yaml`: run a study as Ray Tune trials (or `--serial`) and write its results and report.
+
+Exit status: 0 every trial succeeded; 1 some trials failed (their rows say why; results and report are written);
+2 the study could not start (bad study file or options, bad dataset, unreachable cluster), with a one-line message;
+130 interrupted (finished trials are kept; `--resume` continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ssagan_core.data import DatasetError, load_category, resolve_categories
+
+from ..results.ledger import TRIALS_FILE, ResultStore
+from ..results.rows import FAILED, OK
+from ..study.design import TrialSpec, trial_specs
+from ..study.load import StudyDeprecation, StudyError, data_config, load_study
+from ..study.schema import Study
+from .context import RunContext, StartError
+from .progress import StudyView
+
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        return _run(args, console)
+    except (StudyError, DatasetError, StartError) as e:
+        _error(console, str(e))
+        return EXIT_CANNOT_START
+    except KeyboardInterrupt:
+        console.print("interrupted: finished trials are saved; continue with --resume")
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ablation.run", description="Run an ablation study file.")
+    p.add_argument("study", help="the study file (YAML), e.g. studies/attention.yaml")
+    p.add_argument("--out", help="output folder (default: reports/<study name>)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a study key; VALUE is read as YAML (repeatable)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue a study whose output folder holds results")
+    p.add_argument("--dry-run", action="store_true", help="validate the study and data, print the trials, stop")
+    p.add_argument(
+        "--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance)"
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Ray Tune storage path (default <out>/ray); on a multi-node cluster it must be shared "
+        "by every node (NFS path or s3://...)",
+    )
+    p.add_argument("--num-cpus", type=int, default=None, help="local Ray instance only: CPUs to use")
+    p.add_argument("--num-gpus", type=int, default=None, help="local Ray instance only: GPUs to use")
+    p.add_argument("--no-report", action="store_true", help="do not render the report at the end")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="run the trials one by one in this process, without Ray (for debugging and profiling)",
+    )
+    return p
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StudyDeprecation)
+        study = load_study(args.study, args.overrides)
+    for warning in caught:
+        if issubclass(warning.category, StudyDeprecation):
+            console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False, soft_wrap=True)
+    out = Path(args.out or Path("reports") / study.name)
+    dataset = data_config(study)
+    categories = resolve_categories(dataset)
+    specs = trial_specs(study, categories) if study.design != "search" else []
+    planned = study.planned_trials(len(categories))
+
+    if args.dry_run:
+        # Load (and cache) every category: a bad image or mask must surface now, not in a trial.
+        for category in categories:
+            load_category(dataset, category)
+        _print_plan(console, study, specs, categories, out)
+        return EXIT_OK
+    if out.exists() and not out.is_dir():
+        raise StartError(f"--out {out}: is a file, not a folder")
+
+    store = ResultStore(out)
+    if len(store) and not args.resume:
+        raise StartError(
+            f"{out / TRIALS_FILE} already holds {len(store)} results; use --resume to continue "
+            f"this study or --out to write elsewhere"
+        )
+    if args.resume and len(store):
+        recorded = set(store.trials["study"])
+        if recorded != {study.name}:
+            raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
+
+    data = {category: load_category(dataset, category) for category in categories}
+    store.save_study(study)
+    todo = [s for s in specs if s.key not in store.trial_keys(OK)]
+    if study.design == "search":
+        done = store.trials["category"].value_counts() if len(store) else {}
+        complete = all(done.get(c, 0) >= study.search.trials for c in categories)
+    else:
+        complete = not todo
+    if complete:
+        status = EXIT_OK
+    elif args.serial:
+        if study.design == "search":
+            raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
+        from .serial import run_serial
+
+        with StudyView(study.name, planned, store, console) as view:
+            run_serial(todo, data, store, RunContext.of(study), view)
+        status = EXIT_OK
+    else:
+        status = _run_on_ray(args, study, todo, categories, data, store, out, planned, console)
+    if status == EXIT_INTERRUPTED:
+        console.print("finished trials are saved; continue with --resume")
+        return EXIT_INTERRUPTED
+    if not args.no_report:
+        _render_report(out, console)
+    ok, failed = store.count(OK), store.count(FAILED)
+    console.print(f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}", highlight=False)
+    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def _run_on_ray(args, study: Study, todo: list[TrialSpec], categories, data, store, out: Path, planned, console) -> int:
+    """Run what is left of the study on Ray; EXIT_INTERRUPTED if some planned trial has no row at the end."""
+    from . import driver  # Ray is imported only when a study runs on it
+
+    with driver.ray_session(args.address, args.num_cpus, args.num_gpus):
+        driver.check_cluster(study.resources, args.storage)
+        storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
+        storage = storage or str((out / "ray").resolve())
+        context = RunContext.of(study, storage, driver.next_round(storage))
+        with StudyView(study.name, planned, store, console) as view:
+            if study.design != "search":
+                outcomes = driver.run_grid(todo, data, store, context, view) if todo else {}
+                twice = sorted(k for k, n in outcomes.items() if n > 1)
+                if twice:  # GridSampler or a restore replayed a point: the ledger kept one row, but say so
+                    console.print(f"warning: {len(twice)} grid points ran more than once; kept the last: {twice[:3]}")
+                missing = len([s for s in todo if s.key not in store.trial_keys()])
+            else:
+                missing = 0
+                for category in categories:
+                    driver.run_search(study, category, data, store, context, view)
+                    done = int((store.trials["category"] == category).sum()) if len(store) else 0
+                    missing += max(study.search.trials - done, 0)
+    if missing:
+        console.print(f"{missing} of {planned} trials did not run (the study was interrupted)")
+        return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def _render_report(out: Path, console: Console) -> None:
+    from ..report.cli import render_report
+
+    try:
+        path = render_report(out)
+        console.print(f"report: {path}", highlight=False)
+    except Exception as e:  # a report problem must not hide the finished results
+        console.print(f"warning: the report could not be rendered ({type(e).__name__}: {e})")
+
+
+def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categories, out: Path) -> None:
+    if specs:
+        table = Table(title=f"study {study.name}: {len(specs)} trials ({study.design})")
+        for name in ("#", "trial key", "variant", "seed", "category"):
+            table.add_column(name)
+        for i, s in enumerate(specs, 1):
+            table.add_row(str(i), s.key, s.variant, str(s.seed), s.category)
+    else:
+        table = Table(title=f"study {study.name}: search, {study.search.trials} trials per category")
+        for name in ("factor", "distribution"):
+            table.add_column(name)
+        for key, dim in study.search.space.items():
+            table.add_row(key, f"{dim.kind} {list(dim.choices) if dim.choices else [dim.low, dim.high]}")
+    Console().print(table)
+    console.print(
+        f"dataset {study.dataset['kind']}: {', '.join(categories)} at {study.image_size} px; "
+        f"seeds {list(study.seeds)}; output {out}",
+        highlight=False,
+    )
+
+
+def _error(console: Console, message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

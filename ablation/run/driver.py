@@ -1,0 +1,319 @@
+"""The Ray runner: connect to Ray, then drive a study's trials through Ray Tune with an Optuna searcher, recording each
+outcome in the ledger the moment Tune reports it.
+
+Grid and LOCO studies: the trials are enumerated up front and Optuna's `GridSampler` walks them, one categorical
+dimension whose choices are the trial keys, with `num_samples` = the number of keys exactly (GridSampler re-runs
+visited points when asked for more). `tune.grid_search` is never used (OptunaSearch rejects it). Search studies: the
+named Optuna sampler proposes the searched factors; seeds are not searched but assigned round-robin (a searcher
+cannot average over seeds; the report does), and an optional ASHA scheduler stops poor trials on `val_auc`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from ssagan_core.data import CategoryData
+
+from ..results.ledger import ResultStore
+from ..results.rows import FAILED, OK, STOPPED, make_row, plain
+from ..study.design import TrialSpec, spec_for, variant_with
+from ..study.schema import Dimension, Resources, Study, column, search_trial_name
+from .context import RunContext, StartError
+from .progress import StudyView
+from .trainable import HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, num_cpus: int | None, num_gpus: int | None) -> Iterator[None]:
+    """Ray for the duration of a run: an already-connected Ray (a test session's) as is, else the cluster at
+    `address` (or `$RAY_ADDRESS`), else a new local instance that is shut down at the end. Ray's own logs stay in
+    its session folder; the driver prints only what a user can act on."""
+    _quiet()
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        # Ray 2.59+ turns token authentication on for a new local instance and says so on every start; asking for
+        # it explicitly keeps it on and silences the notice (a user's own RAY_AUTH_MODE is respected).
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"Ray cluster at {address}" if address else "a local Ray instance"
+        raise StartError(f"cannot start or reach {where}: {str(e).splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def check_cluster(resources: Resources, storage: str | None) -> None:
+    """Refuse a cluster that cannot run the study: too small for one trial, or multi-node without shared storage."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) > 1 and storage is None:
+        raise StartError(
+            f"this Ray cluster has {len(nodes)} nodes: give --storage a path every node can "
+            f"reach (an NFS mount or s3://bucket/path)"
+        )
+    available = ray.cluster_resources()
+    for key, resource in (("cpus", "CPU"), ("gpus", "GPU")):
+        wanted, have = getattr(resources, f"{key}_per_trial"), available.get(resource, 0)
+        if wanted > have:
+            raise StartError(f"resources.{key}_per_trial: {wanted} {resource}s per trial, but the cluster has {have:g}")
+
+
+def run_grid(
+    specs: list[TrialSpec], data: dict[str, CategoryData], store: ResultStore, context: RunContext, view: StudyView
+) -> dict[str, int]:
+    """Run the given grid points once each; return how many outcomes each key got in this round."""
+    by_key = {s.key: s for s in specs}
+    keys = list(by_key)
+    searcher = _OptunaSearch(
+        space={"trial": optuna.distributions.CategoricalDistribution(keys)},
+        metric="val_auc",
+        mode="max",
+        sampler=optuna.samplers.GridSampler({"trial": keys}, seed=0),
+    )
+
+    def lookup(config: dict) -> TrialSpec:
+        return by_key[config["trial"]]
+
+    refs = {category: ray.put(data[category]) for category in {s.category for s in specs}}
+    ledger = _Ledger(store, lookup, context, view)
+    _fit(lookup, refs, context, context.experiment, searcher, None, len(keys), ledger)
+    return ledger.finished
+
+
+def run_search(
+    study: Study, category: str, data: dict[str, CategoryData], store: ResultStore, context: RunContext, view: StudyView
+) -> dict[str, int]:
+    """Run the rest of one category's search (`search.trials` in all). The category's finished rows are given to the
+    sampler as already-evaluated points, so a resumed search continues where it stopped."""
+    search, seeds = study.search, study.seeds
+    earlier = store.trials[store.trials["category"] == category] if len(store) else store.trials
+    remaining = search.trials - len(earlier)
+    if remaining <= 0:
+        return {}
+    points, rewards = _evaluated(earlier, search.space)
+    space = _SearchSpace(search.space, seeds, category, len(earlier), len(points))
+
+    def lookup(config: dict) -> TrialSpec:
+        factors = {k: config[k] for k in search.space}
+        variant = variant_with(study, factors)
+        return spec_for(study, variant, config["seed"], config["category"], name=search_trial_name(config["index"]))
+
+    sampler = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=search.seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=search.seed),
+        "grid": lambda: optuna.samplers.GridSampler(
+            {k: list(d.choices) for k, d in search.space.items()}, seed=search.seed
+        ),
+    }[search.sampler]()
+    searcher = _OptunaSearch(
+        space=space,
+        metric=search.metric,
+        mode="max",
+        sampler=sampler,
+        points_to_evaluate=points or None,
+        evaluated_rewards=rewards or None,
+    )
+    scheduler = None
+    if search.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="iteration",  # training iterations, so grace_period is in the study's own units
+            metric=search.metric,
+            mode="max",
+            max_t=10**9,  # trials end on their own; ASHA only cuts poor ones at its rungs
+            grace_period=search.grace_period,
+            reduction_factor=search.reduction_factor,
+        )
+    ledger = _Ledger(store, lookup, context, view)
+    refs = {category: ray.put(data[category])}
+    _fit(lookup, refs, context, f"{context.experiment}-{category}", searcher, scheduler, remaining, ledger)
+    return ledger.finished
+
+
+# --- Tune and Optuna ------------------------------------------------------------------------------------------
+
+
+def _fit(lookup, data_refs, context: RunContext, experiment: str, searcher, scheduler, num_samples, ledger) -> None:
+    resources = context.resources
+    # With a searcher Tune keeps one trial pending at a time unless a concurrency limit is set, which serialises
+    # trial start-up; so the limit defaults to what the cluster can hold.
+    concurrent = resources.max_concurrent or _capacity(resources)
+    trainable = tune.with_parameters(run_trial, specs=lookup, data_refs=data_refs, context=context)
+    trainable = tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=min(concurrent, num_samples),
+            reuse_actors=True,  # a new trial reuses a finished trial's worker: no process start, no re-import
+            trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+        ),
+        run_config=tune.RunConfig(
+            name=experiment,
+            storage_path=context.storage,
+            failure_config=tune.FailureConfig(max_failures=resources.retries),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[ledger],
+            verbose=0,
+        ),
+    )
+    tuner.fit()
+
+
+class _OptunaSearch(OptunaSearch):
+    """OptunaSearch that skips progress reports without the metric (val_auc is reported at evaluation points only;
+    the stock class indexes every report by the metric and fails the run)."""
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if self.metric in result:
+            super().on_trial_result(trial_id, result)
+
+
+class _Ledger(tune.Callback):
+    """Writes each finished, failed or early-stopped trial to the result store the moment Tune reports it, and tells
+    the study view."""
+
+    def __init__(
+        self, store: ResultStore, specs: Callable[[dict], TrialSpec], context: RunContext, view: StudyView
+    ) -> None:
+        self.store, self.specs, self.context, self.view = store, specs, context, view
+        self.finished: dict[str, int] = {}  # trial key -> outcomes recorded in this round
+
+    def __getstate__(self) -> dict:  # Tune pickles its callbacks into tuner.pkl; the ledger only lives in-process
+        return {"finished": self.finished}
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.view.started(trial.trial_id)
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self.view.refresh()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        spec = self.specs(trial.config)
+        result = trial.last_result or {}
+        checkpoint = trial.checkpoint
+        if result.get("done") and checkpoint is not None:
+            with checkpoint.as_directory() as d:
+                d = Path(d)
+                row = json.loads((d / ROW_FILE).read_text())
+                self._record(spec, row, pd.read_parquet(d / SCORES_PART), pd.read_parquet(d / HISTORY_PART))
+            return
+        # Stopped early by the scheduler (search studies only): keep what it reported.
+        metrics = {"val_auc": result.get("val_auc", math.nan)}
+        self._record(spec, make_row(spec, self.context, STOPPED, metrics, trial_id=trial.trial_id))
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        spec = self.specs(trial.config)
+        self._record(spec, make_row(spec, self.context, FAILED, error=_error_line(trial), trial_id=trial.trial_id))
+
+    def _record(self, spec: TrialSpec, row: dict, scores=None, history=None) -> None:
+        self.store.add(row, scores, history)
+        self.finished[spec.key] = self.finished.get(spec.key, 0) + 1
+        self.view.finished(row)
+
+
+class _SearchSpace:
+    """Define-by-run space for OptunaSearch (a class, not a closure: the searcher is pickled with the experiment).
+    Suggests the searched factors and adds constants: the seed (round-robin), the category and the trial's index."""
+
+    def __init__(self, space: dict[str, Dimension], seeds: tuple, category: str, start: int, earlier: int) -> None:
+        self.space, self.seeds, self.category, self.start, self.earlier = space, seeds, category, start, earlier
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        for key, dim in self.space.items():
+            _suggest(trial, key, dim)
+        index = self.start + trial.number - self.earlier  # earlier points are the Optuna study's first trials
+        return {"seed": self.seeds[index % len(self.seeds)], "category": self.category, "index": index}
+
+
+def _suggest(trial: optuna.Trial, key: str, dim: Dimension) -> Any:
+    if dim.kind == "choice":
+        return trial.suggest_categorical(key, list(dim.choices))
+    if dim.kind in ("int", "log_int"):
+        return trial.suggest_int(key, int(dim.low), int(dim.high), log=dim.kind == "log_int")
+    return trial.suggest_float(key, float(dim.low), float(dim.high), log=dim.kind == "log_uniform")
+
+
+def _evaluated(earlier: pd.DataFrame, space: dict[str, Dimension]) -> tuple[list[dict], list[float]]:
+    """Finished rows of an interrupted search, as (points, rewards) for OptunaSearch."""
+    if earlier.empty:
+        return [], []
+    rows = earlier[earlier["status"] == OK]
+    points = [{k: plain(row[column(k)]) for k in space} for _, row in rows.iterrows()]
+    return points, [float(v) for v in rows["val_auc"]]
+
+
+def _capacity(resources: Resources) -> int:
+    available = ray.cluster_resources()
+    fits = [available.get("CPU", 1) / resources.cpus_per_trial]
+    if resources.gpus_per_trial:
+        fits.append(available.get("GPU", 0) / resources.gpus_per_trial)
+    return max(1, int(min(fits) + 1e-9))
+
+
+def next_round(storage: str | None) -> str:
+    """The experiment name of a new run over this storage: round-1, round-2, ... (a resume adds a round)."""
+    if storage is None or "://" in storage or not Path(storage).exists():
+        return "round-1"
+    rounds = [int(p.name.split("-")[1]) for p in Path(storage).glob("round-*") if p.name.split("-")[1].isdigit()]
+    return f"round-{max(rounds, default=0) + 1}"
+
+
+def _error_line(trial) -> str:
+    """The last line of the trial's error (its exception type and message), not the whole traceback."""
+    text = ""
+    # Tune writes the error to the trial's local staging folder before calling back, and copies it to the
+    # storage folder only at its next sync: read the local file first, the storage copy only if that is gone.
+    local = getattr(trial, "error_file", None)
+    if local and Path(local).is_file():
+        text = Path(local).read_text(errors="replace")
+    if not text.strip():
+        try:
+            text = trial.get_error() or ""
+        except Exception:  # the storage copy may be on an unreachable file system
+            text = ""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[-1][:2000] if lines else "trial failed (no error message was recorded)"
+
+
+def _quiet() -> None:
+    """Keep Ray's and Optuna's chatter out of the study's output (it stays in Ray's log folder)."""
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)  # GridSampler's Study.stop note
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Progress reports carry val_auc only at evaluation points; the final report always has it.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy engine honours verbose=0; the new one prints banners anyway

@@ -1,0 +1,227 @@
+"""The validated study as plain data: `Study` and its parts, its saved form, and the trial-key format.
+
+Plain Python values only (no torch, no model library), so that the report can read the study saved beside the results.
+`ablation.study.load` is what validates a study file into a `Study`; `Study.to_dict` is what the runner saves as
+`study.yaml`, and `Study.from_dict` reads that back without validating again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DESIGNS = ("grid", "loco", "search")
+SAMPLERS = ("tpe", "random", "grid")
+SCHEDULERS = ("none", "asha")
+DISTRIBUTIONS = ("uniform", "log_uniform", "int", "log_int", "choice")
+TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", *DESIGNS, "resources")
+# Study keys that were renamed so that the study key, the config field and the Parquet column are one word. Old
+# study files (and the study.yaml of old output folders) are still read; `load_study` warns about them.
+RENAMED = {"model.name": "model.model"}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched parameter of a `search:` study: a distribution with its bounds (as given) or its choices."""
+
+    kind: str  # one of DISTRIBUTIONS
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+
+    def to_dict(self) -> dict[str, list]:
+        """The study-file form: `{log_uniform: [low, high]}` or `{choice: [a, b]}`."""
+        return {self.kind: list(self.choices) if self.kind == "choice" else [self.low, self.high]}
+
+
+@dataclass(frozen=True)
+class Search:
+    """A `search:` study: which Optuna sampler proposes which factors, how many trials per category."""
+
+    sampler: str = "tpe"
+    trials: int = 20
+    metric: str = "val_auc"
+    space: dict[str, Dimension] = field(default_factory=dict)
+    scheduler: str = "none"
+    grace_period: int = 1
+    reduction_factor: int = 3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each trial gets from the cluster (the study file's `resources:` section)."""
+
+    cpus_per_trial: float = 1
+    """CPUs per trial (also its torch threads)."""
+    gpus_per_trial: float = 0
+    """GPUs per trial; fractions share a GPU (0.25: four trials on one GPU)."""
+    max_concurrent: int | None = None
+    """The most trials at once; null: as many as the cluster fits."""
+    retries: int = 1
+    """How many times a failed trial is retried (from its last checkpoint) before it is recorded as failed."""
+    checkpoint_seconds: float = 300
+    """A trial saves a resumable checkpoint at most this often (and Ray retries resume from it)."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A validated study: what to train (dataset, base model and train settings), the design that varies it, the
+    seeds, and the resources per trial. Factor keys are `<section>.<field>` (`model.attention`, `train.lr`)."""
+
+    name: str
+    description: str
+    dataset: dict[str, Any]  # every `DataConfig` field, resolved
+    model: dict[str, Any]  # base `ModelConfig` fields, as given (the rest take the preset's values)
+    train: dict[str, Any]  # base `TrainConfig` fields, as given
+    seeds: tuple[int, ...]
+    grid: dict[str, tuple] = field(default_factory=dict)  # factor -> values
+    loco: dict[str, Any] = field(default_factory=dict)  # factor -> its "off" value
+    search: Search | None = None
+    resources: Resources = field(default_factory=Resources)
+
+    @property
+    def design(self) -> str:
+        return "search" if self.search else "loco" if self.loco else "grid"
+
+    @property
+    def image_size(self) -> int:
+        return int(self.dataset["image_size"])
+
+    @property
+    def n_variants(self) -> int:
+        """Variants of a grid (the cross product) or LOCO study (the base + one per component); 1 for a search."""
+        if self.grid:
+            return math.prod(len(values) for values in self.grid.values())
+        return len(self.loco) + 1
+
+    def planned_trials(self, n_categories: int) -> int:
+        """Trials the study asks for on `n_categories` categories."""
+        if self.search:
+            return self.search.trials * n_categories
+        return self.n_variants * len(self.seeds) * n_categories
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study as run, in the study-file format (what `study.yaml` beside the results holds): every section,
+        with the resolved dataset and resources, so the file can be run again as it is."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "dataset": dict(self.dataset),
+            "model": dict(self.model),
+            "train": dict(self.train),
+            "seeds": list(self.seeds),
+        }
+        if self.grid:
+            out["grid"] = {k: list(v) for k, v in self.grid.items()}
+        if self.loco:
+            out["loco"] = dict(self.loco)
+        if self.search:
+            search = dataclasses.asdict(self.search)
+            search["space"] = {k: d.to_dict() for k, d in self.search.space.items()}
+            out["search"] = search
+        out["resources"] = dataclasses.asdict(self.resources)
+        return _plain(out)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Study:
+        """A study saved by `to_dict` (or an older output folder's study file), read without validating it again:
+        it was validated when it ran. Old keys (`RENAMED`) are read as their new names."""
+        raw = rename_old_keys(raw)[0]
+        search = raw.get("search")
+        if search:
+            space = {k: _dimension(spec) for k, spec in (search.get("space") or {}).items()}
+            search = Search(**{**search, "space": space})
+        return cls(
+            name=str(raw.get("name") or ""),
+            description=str(raw.get("description") or ""),
+            dataset=dict(raw.get("dataset") or {}),
+            model=dict(raw.get("model") or {}),
+            train=dict(raw.get("train") or {}),
+            seeds=tuple(raw.get("seeds") or (0,)),
+            grid={k: tuple(v) for k, v in (raw.get("grid") or {}).items()},
+            loco=dict(raw.get("loco") or {}),
+            search=search or None,
+            resources=Resources(**(raw.get("resources") or {})),
+        )
+
+
+def rename_old_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """(a copy of a study dict with the old keys of `RENAMED` under their new names, the (old, new) pairs found).
+    Renamed keys appear as section keys (`model: {name: ...}`) and as factors (`grid: {model.name: [...]}`)."""
+    raw, found = dict(raw), []
+    for old, new in RENAMED.items():
+        section, old_name = old.split(".", 1)
+        new_name = new.split(".", 1)[1]
+        values = raw.get(section)
+        if isinstance(values, dict) and old_name in values:
+            raw[section] = {(new_name if k == old_name else k): v for k, v in values.items()}
+            found.append((f"{section}.{old_name}", f"{section}.{new_name}"))
+        for design in DESIGNS:
+            factors = raw.get(design)
+            if design == "search" and isinstance(factors, dict):
+                space = factors.get("space")
+                if isinstance(space, dict) and old in space:
+                    raw[design] = {**factors, "space": {(new if k == old else k): v for k, v in space.items()}}
+                    found.append((f"search.space.{old}", f"search.space.{new}"))
+            elif isinstance(factors, dict) and old in factors:
+                raw[design] = {(new if k == old else k): v for k, v in factors.items()}
+                found.append((f"{design}.{old}", f"{design}.{new}"))
+    return raw, found
+
+
+def column(factor: str) -> str:
+    """The trials.parquet column of a factor: its field name (`model.attention` -> `attention`)."""
+    return factor.split(".", 1)[-1]
+
+
+def format_value(value: Any) -> str:
+    """A factor value as variant names and the report write it: true/false, 4 significant digits, [a,b]."""
+    if isinstance(value, bool) or type(value).__name__ in ("bool", "bool_"):  # numpy's bool is not a bool
+        return "true" if value else "false"
+    if isinstance(value, float) or type(value).__name__.startswith("float"):  # float64 is a float; float32 is not
+        return f"{float(value):.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
+
+
+# --- trial keys: "<variant>|seed=<s>|<category>", stable across resumes (Ray's trial ids are not) ---------------
+
+
+def trial_key(name: str, seed: int, category: str) -> str:
+    """The ledger key of one trial; `name` is the variant (grid, LOCO) or `search#NNNN` (the search's Nth trial)."""
+    return f"{name}|seed={seed}|{category}"
+
+
+def search_trial_name(index: int) -> str:
+    return f"search#{index:04d}"
+
+
+def trial_name(key: str) -> str:
+    """A trial's name without seed and category: "search#0003|seed=0|nut" -> "search#0003"."""
+    return str(key).split("|", 1)[0]
+
+
+def search_index(key: str) -> int:
+    """A search trial's sampling order: "search#0003|seed=0|nut" -> 3 (-1 for a grid trial)."""
+    digits = trial_name(key).rsplit("#", 1)[-1]
+    return int(digits) if digits.isdigit() else -1
+
+
+def _dimension(spec: dict[str, Any]) -> Dimension:
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        return Dimension("choice", choices=tuple(args))
+    return Dimension(kind, args[0], args[1])
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively (YAML's safe dumper writes lists, not tuples)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
