@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -198,6 +199,29 @@ def test_study_on_a_two_node_cluster(tmp_path) -> None:
         assert (storage / "round-1").is_dir()
     finally:
         cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_a_clean_run_prints_only_what_a_user_can_act_on(tmp_path) -> None:
+    """The README's main command in miniature, in a fresh process with its own local Ray instance: every line it
+    prints is the study's own (no Ray start-up notices, no token-authentication notice, no Tune banners)."""
+    study = write_study(tmp_path / "study.yaml", seeds=[0])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    cmd = [sys.executable, "-m", "ablation.run", str(study), "--out", str(tmp_path / "out")]
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    expected = (
+        r"study tiny: 2 trials, 0 already recorded",
+        r"\[[12]/2\] ok +attention=(true|false)\|seed=0\|nut  auc=\d\.\d{3} val_auc=\d\.\d{3}",
+        r"report: .*report\.md",
+        r"study tiny: 2 trials succeeded, 0 failed; results in .*out",
+        r"Matplotlib is building the font cache; this may take a moment\.",  # once per machine, by matplotlib
+    )
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    unexpected = [line for line in lines if not any(re.fullmatch(p, line) for p in expected)]
+    assert not unexpected, unexpected
+    assert len(lines) >= 5
 
 
 def test_serial_runner_gives_the_same_results_as_ray(ray_session, tmp_path) -> None:

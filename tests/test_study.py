@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from ablation.results.ledger import STUDY_FILE, ResultStore, read_study
 from ablation.run.cli import main
 from ablation.study.design import trial_specs, variants
-from ablation.study.load import StudyError, load_study
+from ablation.study.load import StudyDeprecation, StudyError, load_study
 
 from .studies import write_study
 
@@ -117,6 +118,37 @@ def test_baseline_variants_drop_the_base_switches(tmp_path) -> None:
     a, b = (s.model for s in trial_specs(study, ("nut",))[::2])
     assert a.model == "ssagan" and a.attention and (a.w_adv, a.w_ctx) == (0.5, 0.3)
     assert b.model == "skip_ganomaly" and not b.attention and (b.w_adv, b.w_ctx) == (1.0, 50.0)
+
+
+def test_the_old_preset_key_still_runs_with_a_one_line_warning(tmp_path, capsys) -> None:
+    """`model.name` became `model.model` (the config field and the Parquet column's name); old files still run."""
+    path = write_study(tmp_path / "s.yaml", model__name="ssagan", grid={"model.name": ["ssagan", "skip_ganomaly"]})
+    with pytest.warns(StudyDeprecation, match=r"model\.name is now") as caught:
+        study = load_study(path)
+    assert len(caught) == 2  # the section key and the grid factor
+    assert study.model["model"] == "ssagan" and "name" not in study.model
+    assert study.grid == {"model.model": ("ssagan", "skip_ganomaly")}
+    assert [v.name for v in variants(study)] == ["model=ssagan", "model=skip_ganomaly"]  # as before the rename
+    assert main([str(path), "--dry-run", "--out", str(tmp_path / "out")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and all("model.model" in w and "Traceback" not in w for w in warnings)
+
+
+def test_the_saved_study_is_the_validated_study_and_runs_again(tmp_path) -> None:
+    """The runner saves the validated study beside the results; the report reads it back without validating, and the
+    file is itself a study file that validates to the same study."""
+    search = {
+        "sampler": "tpe",
+        "trials": 5,
+        "space": {"train.lr": {"log_uniform": [1e-5, 1e-3]}, "model.depth": {"int": [2, 4]}},
+    }
+    for changes in ({}, {"grid": None, "loco": {"model.attention": False}}, {"grid": None, "search": search}):
+        study = load_study(write_study(tmp_path / "s.yaml", **changes), ["train.lr=0.001"])
+        out = tmp_path / study.design
+        ResultStore(out).save_study(study)
+        assert read_study(out) == study
+        assert load_study(out / STUDY_FILE) == study
+    assert read_study(tmp_path / "nowhere") is None
 
 
 def test_search_study_validation(tmp_path) -> None:

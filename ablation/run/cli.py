@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(console, str(e))
         return EXIT_CANNOT_START
     except KeyboardInterrupt:
-        console.print("interrupted: finished trials are saved; continue with --resume")
+        _say(console, "interrupted: finished trials are saved; continue with --resume")
         return EXIT_INTERRUPTED
 
 
@@ -130,12 +130,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     else:
         status = _run_on_ray(args, study, todo, categories, data, store, out, planned, console)
     if status == EXIT_INTERRUPTED:
-        console.print("finished trials are saved; continue with --resume")
+        _say(console, "finished trials are saved; continue with --resume")
         return EXIT_INTERRUPTED
     if not args.no_report:
         _render_report(out, console)
     ok, failed = store.count(OK), store.count(FAILED)
-    console.print(f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}", highlight=False)
+    _say(console, f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
 
 
@@ -153,7 +153,7 @@ def _run_on_ray(args, study: Study, todo: list[TrialSpec], categories, data, sto
                 outcomes = driver.run_grid(todo, data, store, context, view) if todo else {}
                 twice = sorted(k for k, n in outcomes.items() if n > 1)
                 if twice:  # GridSampler or a restore replayed a point: the ledger kept one row, but say so
-                    console.print(f"warning: {len(twice)} grid points ran more than once; kept the last: {twice[:3]}")
+                    _say(console, f"warning: {len(twice)} grid points ran more than once; kept the last: {twice[:3]}")
                 missing = len([s for s in todo if s.key not in store.trial_keys()])
             else:
                 missing = 0
@@ -162,7 +162,7 @@ def _run_on_ray(args, study: Study, todo: list[TrialSpec], categories, data, sto
                     done = int((store.trials["category"] == category).sum()) if len(store) else 0
                     missing += max(study.search.trials - done, 0)
     if missing:
-        console.print(f"{missing} of {planned} trials did not run (the study was interrupted)")
+        _say(console, f"{missing} of {planned} trials did not run (the study was interrupted)")
         return EXIT_INTERRUPTED
     return EXIT_OK
 
@@ -172,9 +172,9 @@ def _render_report(out: Path, console: Console) -> None:
 
     try:
         path = render_report(out)
-        console.print(f"report: {path}", highlight=False)
+        _say(console, f"report: {path}")
     except Exception as e:  # a report problem must not hide the finished results
-        console.print(f"warning: the report could not be rendered ({type(e).__name__}: {e})")
+        _say(console, f"warning: the report could not be rendered ({type(e).__name__}: {e})")
 
 
 def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categories, out: Path) -> None:
@@ -191,11 +191,16 @@ def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categori
         for key, dim in study.search.space.items():
             table.add_row(key, f"{dim.kind} {list(dim.choices) if dim.choices else [dim.low, dim.high]}")
     Console().print(table)
-    console.print(
+    _say(
+        console,
         f"dataset {study.dataset['kind']}: {', '.join(categories)} at {study.image_size} px; "
         f"seeds {list(study.seeds)}; output {out}",
-        highlight=False,
     )
+
+
+def _say(console: Console, text: str) -> None:
+    """One plain line: no markup (paths and trial keys hold brackets), no wrapping (logs are read by tools too)."""
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _error(console: Console, message: str) -> None:

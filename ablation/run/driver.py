@@ -48,10 +48,6 @@ def ray_session(address: str | None, num_cpus: int | None, num_gpus: int | None)
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    if not address:
-        # Ray 2.59+ turns token authentication on for a new local instance and says so on every start; asking for
-        # it explicitly keeps it on and silences the notice (a user's own RAY_AUTH_MODE is respected).
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -310,6 +306,9 @@ def _error_line(trial) -> str:
 def _quiet() -> None:
     """Keep Ray's and Optuna's chatter out of the study's output (it stays in Ray's log folder)."""
     logging.getLogger("ray").setLevel(logging.WARNING)
+    # Ray 2.59+ turns token authentication on for every new local instance and logs a notice about it each time;
+    # the notice is Ray's default at work, not something to act on, so it is not shown (authentication stays on).
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)  # GridSampler's Study.stop note
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=DeprecationWarning)

@@ -34,7 +34,12 @@ class StudyView:
             self.live = Live(self._panel(), console=self.console, refresh_per_second=2, transient=False)
             self.live.__enter__()
         else:
-            self.console.print(f"study {self.study}: {self.total} trials, {self.start_count} already recorded")
+            self.console.print(
+                f"study {self.study}: {self.total} trials, {self.start_count} already recorded",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
         return self
 
     def __exit__(self, *exc) -> None:
@@ -60,7 +65,10 @@ class StudyView:
                 else f"auc={row['auc']:.3f} val_auc={row['val_auc']:.3f}"
             )
             self.console.print(
-                f"[{done}/{self.total}] {row['status']:<7} {row['trial_key']}  {detail}", highlight=False, markup=False
+                f"[{done}/{self.total}] {row['status']:<7} {row['trial_key']}  {detail}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
             )
         self.refresh(force=True)
 

@@ -137,7 +137,7 @@ class Study:
         return cls(
             name=str(raw.get("name") or ""),
             description=str(raw.get("description") or ""),
-            dataset=dict(raw.get("dataset") or {}),
+            dataset={k: tuple(v) if isinstance(v, list) else v for k, v in (raw.get("dataset") or {}).items()},
             model=dict(raw.get("model") or {}),
             train=dict(raw.get("train") or {}),
             seeds=tuple(raw.get("seeds") or (0,)),
