@@ -68,6 +68,7 @@ class ModelConfig:
     base_channels: int = 64
     """Channels of the first encoder stage (ngf); ssagan doubles them per stage up to `max_channels`."""
     max_channels: int = 512
+    """The widest encoder stage (ngf x 8 in U-Net); stages stop doubling here."""
     depth: int = 5
     """ssagan: number of encoder stages (depth - 1 downsamplings, like U-Net's 4; at most log2(image_size))."""
     ndf: int = 64
@@ -157,9 +158,13 @@ class TrainConfig:
     iterations: int = 300
     """Generator/discriminator update steps (the paper trains 10,000)."""
     batch_size: int = 32
+    """Training images per step (capped at the number of training images)."""
     lr: float = 2e-4
+    """Adam's learning rate for both networks (the paper's 2e-4)."""
     beta1: float = 0.5
+    """Adam's beta1 (0.5, as DCGAN and the official codes)."""
     beta2: float = 0.999
+    """Adam's beta2."""
     input_noise: float = 0.0
     """Std of Gaussian noise added to the generator's input while training (seeded; 0 = off). The official code
     adds an uninitialised tensor here; we make it an explicit option."""
@@ -170,11 +175,14 @@ class TrainConfig:
     (the `threshold_quantile` quantile of the validation normal images' scores) or `val_f1` (the F1-optimal threshold
     on the validation split with its synthetic defects)."""
     threshold_quantile: float = 0.95
+    """`val_quantile`: the quantile of the validation normal images' scores used as the threshold (0.95 = a 5%
+    false-positive budget on held-out normal images)."""
     eval_every: int = 0
     """Score the validation split every this many iterations and report `val_auc` (0 = only at the end)."""
     log_every: int = 25
     """Report losses to the callback every this many iterations (and check them for NaN/inf)."""
     score_batch_size: int = 64
+    """Images per forward pass when scoring (memory only: eval mode makes scores independent of it)."""
     device: str = "auto"
     """`auto` (CUDA if available), `cpu` or `cuda`."""
     channels_last: bool = True

@@ -31,12 +31,16 @@ def render_report(out: Path) -> Path:
     return path
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="python -m ablation.report", description="Render a study's report.md and figures from its Parquet files."
     )
-    parser.add_argument("results", help="the study's output folder, or its trials.parquet")
-    args = parser.parse_args(argv)
+    p.add_argument("results", help="the study's output folder, or its trials.parquet")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         path = render_report(Path(args.results))
     except ResultsError as e:

@@ -22,35 +22,81 @@ if TYPE_CHECKING:
     from ..study.design import TrialSpec
 
 OK, FAILED, STOPPED = "ok", "failed", "stopped"
-# Which trial: identity columns, first in every row.
-IDENTITY = ("study", "trial_key", "trial_id", "variant", "seed", "dataset", "category", "design")
-# What the trial measured (NaN when it did not finish), in this order after `status` and `error`.
-METRICS = (
-    "auc",
-    "aupr",
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "f1_max",
-    "threshold",
-    "threshold_rule_used",
-    "val_auc",
-    "train_seconds",
-    "score_seconds",
-    "images_per_second",
-    "params_generator",
-    "params_discriminator",
-    "d_reinits",
-    "n_train",
-    "n_val",
-    "n_test",
-)
-# Where and when it ran, and which code; last in every row.
-PROVENANCE = ("node", "host", "device", "started_at", "finished_at", "code_version")
-RESOURCES = ("cpus", "gpus")  # the trial's share of the cluster (finished trials)
-SCORE_COLUMNS = ("trial_key", "trial_id", "split", "path", "label", "defect", "score", "rec", "lat")
+
+# The columns of trials.parquet, in order, with what each holds (docs/results.md is generated from these). Between
+# IDENTITY and OUTCOME come the trial's settings: every `ModelConfig` field and every `TrainConfig.settings()` field,
+# named as in the study file; after METRICS, one `final_<loss>` column per loss the model reports.
+IDENTITY = {
+    "study": "the study's name",
+    "trial_key": "`<variant>|seed=<s>|<category>` (a search: `search#NNNN|seed=<s>|<category>`): the trial's "
+    "identity, stable across resumes; one row per key",
+    "trial_id": "Ray Tune's trial id (`serial-NNNN` under `--serial`); a rerun gets a new one",
+    "variant": "the variant's factor values (`attention=false,conv=dsc`), or `base` when nothing is varied",
+    "seed": "the seed of weights, batch order and noise",
+    "dataset": "the dataset kind",
+    "category": "the dataset category",
+    "design": "`grid`, `loco` or `search`",
+}
+OUTCOME = {
+    "status": "`ok`, `failed` (see `error`) or `stopped` (early, by ASHA)",
+    "error": "a failed trial's error: its exception and message, one line",
+}
+METRICS = {
+    "auc": "test image-level ROC AUC of the raw scores",
+    "aupr": "test average precision",
+    "accuracy": "test accuracy at the validation threshold",
+    "precision": "test precision at the validation threshold",
+    "recall": "test recall at the validation threshold",
+    "f1": "test F1 at the validation threshold",
+    "f1_max": "the best F1 over all test thresholds: test-optimal, only for comparison with papers that report it",
+    "threshold": "the decision threshold, from the validation split (`threshold_rule`)",
+    "threshold_rule_used": "the rule that set it (`val_f1` falls back to `val_quantile` without validation defects)",
+    "val_auc": "AUC on the validation split (normal images and synthetic defects): what searches select on",
+    "train_seconds": "training wall time, validation excluded",
+    "score_seconds": "scoring time of the validation and test splits",
+    "images_per_second": "training throughput",
+    "params_generator": "parameters of the generator",
+    "params_discriminator": "parameters of the discriminator",
+    "d_reinits": "times the discriminator was re-initialised (`reinit_d_below`)",
+    "n_train": "training images",
+    "n_val": "validation images (normal and synthetic defects)",
+    "n_test": "test images",
+}
+FINAL_LOSSES = "`final_loss_g`, `final_loss_d` and the loss parts (`final_adv`, `final_ctx`, `final_lat`): the mean of \
+each loss over the last reporting interval"
+PROVENANCE = {
+    "node": "Ray's node id (`local` under `--serial`)",
+    "host": "the machine's host name",
+    "device": "`cpu`, or the CUDA device and its name",
+    "started_at": "when the trial started (UTC, ISO 8601)",
+    "finished_at": "when it finished",
+    "code_version": "the package version and git commit (`-dirty` when the tree had changes)",
+}
+RESOURCES = {"cpus": "the trial's CPUs (finished trials)", "gpus": "its GPU share (finished trials)"}
+SCORE_COLUMNS = {
+    "trial_key": "the trial (as in trials.parquet)",
+    "trial_id": "Ray's trial id",
+    "split": "`test` or `val`",
+    "path": "the image's file (or a synthetic image's id; validation defects end in `#val-<kind>`)",
+    "label": "1 = defective, 0 = normal",
+    "defect": "`good` or the defect kind",
+    "score": "the anomaly score (higher = more anomalous), as thresholded and ranked",
+    "rec": "skip models: the reconstruction error mean (x - G(x))^2 (NaN for other models)",
+    "lat": "skip models: the latent error mean (f(x) - f(G(x)))^2 (NaN for other models)",
+}
 SCORE_PARTS = ("rec", "lat")  # the parts of a skip model's score, NaN for other models
+HISTORY_COLUMNS = {
+    "trial_key": "the trial",
+    "trial_id": "Ray's trial id",
+    "iteration": "iterations done at this report (every `log_every`, and at `eval_every`)",
+    "seconds": "training seconds so far, validation excluded",
+    "loss_g": "the generator's objective, mean since the last report",
+    "loss_d": "the discriminator's objective, mean since the last report",
+    "adv": "the adversarial loss, mean since the last report",
+    "ctx": "the contextual (L1 reconstruction) loss (skip models, ganomaly)",
+    "lat": "the latent loss (skip models, ganomaly)",
+    "val_auc": "the validation AUC at evaluation points (`eval_every`), else empty",
+}
 
 
 def settings(spec: TrialSpec) -> dict[str, Any]:

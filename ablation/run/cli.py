@@ -30,7 +30,7 @@ EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     console = Console(stderr=True)
     try:
         return _run(args, console)
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ablation.run", description="Run an ablation study file.")
     p.add_argument("study", help="the study file (YAML), e.g. studies/attention.yaml")
     p.add_argument("--out", help="output folder (default: reports/<study name>)")

@@ -41,13 +41,22 @@ class Search:
     """A `search:` study: which Optuna sampler proposes which factors, how many trials per category."""
 
     sampler: str = "tpe"
+    """Optuna's sampler: `tpe`, `random` or `grid` (the grid sampler takes `choice` dimensions only)."""
     trials: int = 20
+    """Trials per category (each category is its own search)."""
     metric: str = "val_auc"
+    """What the sampler maximises: `val_auc`, the validation split's AUC (a search never selects on the test set)."""
     space: dict[str, Dimension] = field(default_factory=dict)
+    """Factor -> distribution: `{log_uniform: [lo, hi]}`, `{uniform: [lo, hi]}`, `{int: [lo, hi]}`,
+    `{log_int: [lo, hi]}` or `{choice: [a, b, ...]}`."""
     scheduler: str = "none"
+    """`none`, or `asha`: stop poor trials early on `val_auc` (needs `train.eval_every`)."""
     grace_period: int = 1
+    """ASHA: training iterations before a trial may be stopped."""
     reduction_factor: int = 3
+    """ASHA: keep 1 in this many trials at each rung."""
     seed: int = 0
+    """The sampler's seed. Trials get the study's seeds round-robin (a searcher cannot average over seeds)."""
 
 
 @dataclass(frozen=True)
@@ -72,15 +81,25 @@ class Study:
     seeds, and the resources per trial. Factor keys are `<section>.<field>` (`model.attention`, `train.lr`)."""
 
     name: str
+    """The study's name (letters, digits, `_ - .`); also its default output folder, `reports/<name>/`."""
     description: str
-    dataset: dict[str, Any]  # every `DataConfig` field, resolved
-    model: dict[str, Any]  # base `ModelConfig` fields, as given (the rest take the preset's values)
-    train: dict[str, Any]  # base `TrainConfig` fields, as given
+    """One line saying what question the study answers (shown under the report's title)."""
+    dataset: dict[str, Any]
+    """The images: `DataConfig`'s fields (below); validated, every field resolved."""
+    model: dict[str, Any]
+    """The base model: `ModelConfig`'s fields (below), as given; the others take the preset's values."""
+    train: dict[str, Any]
+    """The base training: `TrainConfig`'s fields (below), as given."""
     seeds: tuple[int, ...]
-    grid: dict[str, tuple] = field(default_factory=dict)  # factor -> values
-    loco: dict[str, Any] = field(default_factory=dict)  # factor -> its "off" value
+    """Every variant runs with every seed (the same seeds across variants, so effects are paired)."""
+    grid: dict[str, tuple] = field(default_factory=dict)
+    """`factor: [values]`: the trials are the full cross product x seeds x categories."""
+    loco: dict[str, Any] = field(default_factory=dict)
+    """Leave one component out, `factor: off_value`: the base, then each component switched off alone."""
     search: Search | None = None
+    """Sample instead of enumerating (hyperparameter studies): the `search:` keys below."""
     resources: Resources = field(default_factory=Resources)
+    """What each trial gets: the `resources:` keys below."""
 
     @property
     def design(self) -> str:
