@@ -14,6 +14,7 @@ import ast
 import dataclasses
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def update_pages(write: bool = True) -> list[Path]:
     """Regenerate every block of every page; return the pages whose text changed (written only if `write`)."""
     generators = blocks()
     stale = []
+
     def fill(match: re.Match) -> str:
         name = match.group(2)
         if name not in generators:
@@ -105,7 +107,12 @@ def _fields(cls: type, key: Callable[[str], str], skip: tuple = (), defaults: bo
             continue
         if f.name not in docs:
             raise ValueError(f"{cls.__name__}.{f.name}: no docstring under the field; every study key needs one")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None  # required
         cells = [key(f.name), f"`{_yaml(default)}`" if defaults else None, _escape(docs[f.name])]
         rows.append([c for c in cells if c is not None])
     headers = ["key", "default", "meaning"] if defaults else ["key", "meaning"]
@@ -133,10 +140,13 @@ def _presets() -> str:
 def _trials_columns() -> str:
     from .results import rows
 
-    settings = "every `model.*` and `train.*` key of the study file (see docs/study-files.md), one column each"
+    settings = (
+        "the image size (`dataset.image_size`), then every `model.*` and `train.*` key of the study file (see "
+        "[study-files.md](study-files.md)), one column each, as trained (the preset's values filled in)"
+    )
     groups = [
         ("which trial", rows.IDENTITY),
-        ("settings", {"`attention`, `conv`, `lr`, ...": settings}),
+        ("settings", {"`model`, `image_size`, `attention`, ..., `lr`, ...": settings}),
         ("outcome", rows.OUTCOME),
         ("metrics and cost", rows.METRICS),
         ("last losses", {"`final_*`": rows.FINAL_LOSSES}),
@@ -189,12 +199,12 @@ def _import_graph() -> str:
         source = _room(module)
         for target in imported:
             room = _room(target)
-            if source and room and room != source and not target.startswith(("torch", "ray")):
+            if source and room and room != source:
                 edges.setdefault((source, room), set()).add(target)
     lines = []
     for (source, room), targets in sorted(edges.items()):
         names = ", ".join(sorted(t.removeprefix("ablation.").removeprefix("ssagan_core.") for t in targets))
-        lines.append([f"`{source}/`", f"`{room}/`", names])
+        lines.append([f"`{source}/`", f"`{room}/`" if room not in ("torch", "ray") else f"`{room}`", names])
     return _table(["from", "imports", "which modules"], lines)
 
 
@@ -253,9 +263,10 @@ def _room(module: str) -> str | None:
 
 
 def _first_line(path: Path) -> str:
-    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    line = doc.split("\n\n")[0].replace("\n", " ")
-    return line.split(". ")[0].rstrip(".") + "." if line else "(no docstring)"
+    """A module's role in one line: its docstring's first sentence, shortened."""
+    doc = " ".join((ast.get_docstring(ast.parse(path.read_text())) or "(no docstring)").split())
+    sentence = re.split(r"(?<! al)(?<!e\.g)(?<!i\.e)\. ", doc)[0].rstrip(".")
+    return textwrap.shorten(sentence, width=84, placeholder=" ...")
 
 
 def _yaml(value: Any) -> str:

@@ -1,3 +1,5 @@
+"""`python -m ablation.report`: see `ablation.report.cli`."""
+
 import sys
 
 from .cli import main

@@ -1,3 +1,5 @@
+"""`python -m ablation.run`: see `ablation.run.cli`."""
+
 import sys
 
 from .cli import main

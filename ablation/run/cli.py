@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ablation.run", description="Run an ablation study file.")
     p.add_argument("study", help="the study file (YAML), e.g. studies/attention.yaml")
-    p.add_argument("--out", help="output folder (default: reports/<study name>)")
+    p.add_argument("--out", help="output folder (default: reports/NAME, NAME the study's name)")
     p.add_argument(
         "--set",
         dest="overrides",
@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--storage",
         default=None,
-        help="Ray Tune storage path (default <out>/ray); on a multi-node cluster it must be shared "
+        help="Ray Tune storage path (default: OUT/ray); on a multi-node cluster it must be shared "
         "by every node (NFS path or s3://...)",
     )
     p.add_argument("--num-cpus", type=int, default=None, help="local Ray instance only: CPUs to use")
