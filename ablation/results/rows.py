@@ -70,7 +70,7 @@ PROVENANCE = {
     "device": "`cpu`, or the CUDA device and its name",
     "started_at": "when the trial started (UTC, ISO 8601)",
     "finished_at": "when it finished",
-    "code_version": "the package version and git commit (`-dirty` when the tree had changes)",
+    "code_version": "the package version and git commit (`-dirty` when the code had uncommitted changes)",
 }
 RESOURCES = {"cpus": "the trial's CPUs (finished trials)", "gpus": "its GPU share (finished trials)"}
 SCORE_COLUMNS = {
@@ -190,7 +190,8 @@ def history_frame(key: str, trial_id: str, history: list[dict]) -> pd.DataFrame:
 
 
 def code_version() -> str:
-    """The package version and, in a git checkout, the commit (with `-dirty` if the tree has changes)."""
+    """The package version and, in a git checkout, the commit, with `-dirty` when the code (the two packages and
+    pyproject.toml; not reports or docs) differs from it."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -198,18 +199,15 @@ def code_version() -> str:
     except PackageNotFoundError:
         v = "unknown"
     root = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
+        sha = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "ablation", "ssagan_core", "pyproject.toml")
         return f"{v}+g{sha}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return v

@@ -77,38 +77,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StudyDeprecation)
-        study = load_study(args.study, args.overrides)
-    for warning in caught:
-        if issubclass(warning.category, StudyDeprecation):
-            console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False, soft_wrap=True)
+    study = _load(args, console)
     out = Path(args.out or Path("reports") / study.name)
     dataset = data_config(study)
     categories = resolve_categories(dataset)
     specs = trial_specs(study, categories) if study.design != "search" else []
     planned = study.planned_trials(len(categories))
-
     if args.dry_run:
         # Load (and cache) every category: a bad image or mask must surface now, not in a trial.
         for category in categories:
             load_category(dataset, category)
         _print_plan(console, study, specs, categories, out)
         return EXIT_OK
-    if out.exists() and not out.is_dir():
-        raise StartError(f"--out {out}: is a file, not a folder")
+    if args.serial and study.design == "search":
+        raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
 
-    store = ResultStore(out)
-    if len(store) and not args.resume:
-        raise StartError(
-            f"{out / TRIALS_FILE} already holds {len(store)} results; use --resume to continue "
-            f"this study or --out to write elsewhere"
-        )
-    if args.resume and len(store):
-        recorded = set(store.trials["study"])
-        if recorded != {study.name}:
-            raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
-
+    store = _open_output(out, study, args.resume)
     data = {category: load_category(dataset, category) for category in categories}
     store.save_study(study)
     todo = [s for s in specs if s.key not in store.trial_keys(OK)]
@@ -120,8 +104,6 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if complete:
         status = EXIT_OK
     elif args.serial:
-        if study.design == "search":
-            raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
         from .serial import run_serial
 
         with StudyView(study.name, planned, store, console) as view:
@@ -129,6 +111,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         status = EXIT_OK
     else:
         status = _run_on_ray(args, study, todo, categories, data, store, out, planned, console)
+
     if status == EXIT_INTERRUPTED:
         _say(console, "finished trials are saved; continue with --resume")
         return EXIT_INTERRUPTED
@@ -137,6 +120,34 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     ok, failed = store.count(OK), store.count(FAILED)
     _say(console, f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def _load(args: argparse.Namespace, console: Console) -> Study:
+    """The validated study; a renamed key is a one-line warning, not an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StudyDeprecation)
+        study = load_study(args.study, args.overrides)
+    for warning in caught:
+        if issubclass(warning.category, StudyDeprecation):
+            console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False, soft_wrap=True)
+    return study
+
+
+def _open_output(out: Path, study: Study, resume: bool) -> ResultStore:
+    """The output folder's ledger; refuses a file in the way, results without --resume, and another study's results."""
+    if out.exists() and not out.is_dir():
+        raise StartError(f"--out {out}: is a file, not a folder")
+    store = ResultStore(out)
+    if len(store) and not resume:
+        raise StartError(
+            f"{out / TRIALS_FILE} already holds {len(store)} results; use --resume to continue "
+            f"this study or --out to write elsewhere"
+        )
+    if resume and len(store):
+        recorded = set(store.trials["study"])
+        if recorded != {study.name}:
+            raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
+    return store
 
 
 def _run_on_ray(args, study: Study, todo: list[TrialSpec], categories, data, store, out: Path, planned, console) -> int:
