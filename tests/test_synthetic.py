@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssagan_core.data import GOOD, synthetic
+from ssagan_core.data import GOOD, defects, scenes, synthetic
 from ssagan_core.data.synthetic import (
     SYNTHETIC_CATEGORIES,
     SYNTHETIC_DEFECTS,
@@ -185,9 +185,10 @@ def test_bad_inputs_name_the_field(call, field: str) -> None:
 
 def test_module_needs_only_numpy_and_pillow() -> None:
     imported = set()
-    for node in ast.walk(ast.parse(pathlib.Path(synthetic.__file__).read_text())):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            imported.add(node.module.split(".")[0])
+    for module in (synthetic, scenes, defects):
+        for node in ast.walk(ast.parse(pathlib.Path(module.__file__).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
     assert not imported & {"torch", "scipy", "cv2", "skimage"}

@@ -313,22 +313,16 @@ def _comparison(rows: pd.DataFrame, ok: pd.DataFrame) -> Comparison | None:
 
 
 def _search(study: Study | None, rows: pd.DataFrame, ok: pd.DataFrame, searched: list[str]) -> SearchResults:
+    """Each category's search: its best trial and top trials by val AUC, and the parameters' importances."""
     indexed = rows.assign(index=[search_index(k) for k in rows["trial_key"]])
     best: dict[str, pd.Series | None] = {}
     for category, g in ok.groupby("category", sort=False):
         g = g[np.isfinite(g["val_auc"])]
         best[category] = None if g.empty else g.loc[g["val_auc"].idxmax()]
     finished = indexed[(indexed["status"] == OK) & np.isfinite(indexed["val_auc"])]
-    top = (
-        pd.concat(
-            [
-                g.sort_values("val_auc", ascending=False).head(BEST_TRIALS)
-                for _, g in finished.groupby("category", sort=False)
-            ]
-        )
-        if len(finished)
-        else finished
-    )
+    by_category = finished.groupby("category", sort=False)
+    ranked = [g.sort_values("val_auc", ascending=False).head(BEST_TRIALS) for _, g in by_category]
+    top = pd.concat(ranked) if ranked else finished
     if study is not None:
         dists = importance.distributions(study.search.space)
     else:

@@ -26,7 +26,7 @@ class PaperTable:
     title: str
     dataset: str  # the `dataset.kind` that reproduces it
     metrics: tuple[str, ...]  # trials.parquet metric columns
-    cells: dict[str, dict[str, dict[str, float]]]  # model.name -> category (or "all") -> metric -> reported value
+    cells: dict[str, dict[str, dict[str, float]]]  # model.model -> category (or "all") -> metric -> reported value
     by_category: bool  # Table 1: a row per category; Table 2: one row per model over the whole dataset
 
     def value(self, model: str, metric: str, category: str = ALL) -> float:
@@ -44,7 +44,7 @@ class PaperTables:
 
 
 def load_paper_tables(path: Path = TABLES_FILE) -> PaperTables:
-    """Read the shipped tables into model.name -> category -> metric -> value."""
+    """Read the shipped tables into model.model -> category -> metric -> value."""
     raw = yaml.safe_load(Path(path).read_text())
     models = raw["models"]  # the paper's column names -> ours
     tables = {}

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ssagan_core.data import DatasetError, load_category, resolve_categories
+from ssagan_core.data import CategoryData, DatasetError, load_category, resolve_categories
 
 from ..results.ledger import TRIALS_FILE, ResultStore
 from ..results.rows import FAILED, OK
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             run_serial(todo, data, store, RunContext.of(study), view)
         status = EXIT_OK
     else:
-        status = _run_on_ray(args, study, todo, categories, data, store, out, planned, console)
+        status = _run_on_ray(args, study, todo, data, store, planned, console)
 
     if status == EXIT_INTERRUPTED:
         _say(console, "finished trials are saved; continue with --resume")
@@ -150,10 +150,20 @@ def _open_output(out: Path, study: Study, resume: bool) -> ResultStore:
     return store
 
 
-def _run_on_ray(args, study: Study, todo: list[TrialSpec], categories, data, store, out: Path, planned, console) -> int:
-    """Run what is left of the study on Ray; EXIT_INTERRUPTED if some planned trial has no row at the end."""
+def _run_on_ray(
+    args: argparse.Namespace,
+    study: Study,
+    todo: list[TrialSpec],
+    data: dict[str, CategoryData],
+    store: ResultStore,
+    planned: int,
+    console: Console,
+) -> int:
+    """Run what is left of the study on Ray (`todo` for a grid; a search's remaining trials per category of `data`);
+    EXIT_INTERRUPTED if some planned trial has no row at the end."""
     from . import driver  # Ray is imported only when a study runs on it
 
+    out = store.out
     with driver.ray_session(args.address, args.num_cpus, args.num_gpus):
         driver.check_cluster(study.resources, args.storage)
         storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
@@ -168,7 +178,7 @@ def _run_on_ray(args, study: Study, todo: list[TrialSpec], categories, data, sto
                 missing = len([s for s in todo if s.key not in store.trial_keys()])
             else:
                 missing = 0
-                for category in categories:
+                for category in data:
                     driver.run_search(study, category, data, store, context, view)
                     done = int((store.trials["category"] == category).sum()) if len(store) else 0
                     missing += max(study.search.trials - done, 0)

@@ -102,7 +102,7 @@ def run_grid(
 
     refs = {category: ray.put(data[category]) for category in {s.category for s in specs}}
     ledger = _Ledger(store, lookup, context, view)
-    _fit(lookup, refs, context, context.experiment, searcher, None, len(keys), ledger)
+    _fit(ledger, refs, context, context.experiment, searcher, None, len(keys))
     return ledger.finished
 
 
@@ -151,19 +151,28 @@ def run_search(
         )
     ledger = _Ledger(store, lookup, context, view)
     refs = {category: ray.put(data[category])}
-    _fit(lookup, refs, context, f"{context.experiment}-{category}", searcher, scheduler, remaining, ledger)
+    _fit(ledger, refs, context, f"{context.experiment}-{category}", searcher, scheduler, remaining)
     return ledger.finished
 
 
 # --- Tune and Optuna ------------------------------------------------------------------------------------------
 
 
-def _fit(lookup, data_refs, context: RunContext, experiment: str, searcher, scheduler, num_samples, ledger) -> None:
+def _fit(
+    ledger: _Ledger,
+    data_refs: dict[str, ray.ObjectRef],
+    context: RunContext,
+    experiment: str,
+    searcher: OptunaSearch,
+    scheduler: ASHAScheduler | None,
+    num_samples: int,
+) -> None:
+    """One Tune experiment: `num_samples` trials proposed by `searcher`, each recorded by `ledger` as it ends."""
     resources = context.resources
     # With a searcher Tune keeps one trial pending at a time unless a concurrency limit is set, which serialises
     # trial start-up; so the limit defaults to what the cluster can hold.
     concurrent = resources.max_concurrent or _capacity(resources)
-    trainable = tune.with_parameters(run_trial, specs=lookup, data_refs=data_refs, context=context)
+    trainable = tune.with_parameters(run_trial, specs=ledger.specs, data_refs=data_refs, context=context)
     trainable = tune.with_resources(trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,

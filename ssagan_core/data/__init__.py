@@ -6,7 +6,8 @@
 - `layouts`: which files make up a category of MVTec AD, KolektorSDD, ELPV or a plain folder dataset.
 - `cache`: decode once: a layout's images resized and kept on disk as memory-mappable arrays.
 - `validation`: the validation split (held-out normal images plus synthetic defects painted on copies of them).
-- `synthetic`: the embedded procedurally rendered dataset, the default.
+- `synthetic`: the embedded procedurally rendered dataset, the default (its `scenes` and `defects` in their own
+  modules).
 
 Numpy and Pillow only (no torch): images become float tensors one batch at a time in training and scoring.
 """
