@@ -107,6 +107,7 @@ class _Run:
     seed: int
     device: torch.device
     memory_format: torch.memory_format
+    autocast: contextlib.AbstractContextManager  # bfloat16 autocast on CUDA when `amp` is on, else a no-op
     generator: nn.Module
     discriminator: nn.Module
     g_step: nn.Module  # the networks as the step calls them (compiled when `compile` is on)
@@ -174,6 +175,11 @@ def _setup(model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, s
         seed=seed,
         device=device,
         memory_format=memory_format,
+        autocast=(
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if train_cfg.amp and device.type == "cuda"
+            else contextlib.nullcontext()
+        ),
         generator=generator,
         discriminator=discriminator,
         g_step=g_step,
@@ -214,12 +220,7 @@ def _batch(run: _Run, it: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor) -> LossTerms:
     """One update of each network from one shared graph (losses.py), then the official codes' discriminator reset."""
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if run.train_cfg.amp and run.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    with run.autocast:
         terms = LOSSES[run.model_cfg.model](run.model_cfg, run.g_step, run.d_step, x, x_in, run.rng)
     run.opt_g.zero_grad(set_to_none=True)
     run.opt_d.zero_grad(set_to_none=True)
