@@ -16,11 +16,12 @@ import pandas as pd
 
 from ..results.ledger import HISTORY_FILE, SCORES_FILE, Results
 from ..results.rows import OK
+from ..study.schema import Analysis as AnalysisSettings
 from ..study.schema import Study, search_index, trial_name
 from . import importance
 from .factors import Design, describe_design
 from .paper import PaperTable, PaperTables, at_paper_settings, compare, load_paper_tables
-from .stats import Effect, adjust, grid_effects, interactions, loco_effects
+from .stats import Effect, adjust, grid_effects, interactions, judge, loco_effects
 
 METRICS = ("auc", "f1", "accuracy", "precision", "recall", "aupr", "val_auc")  # the variant table's, in its order
 MEASURED = ("f1_max", "train_seconds", "score_seconds", "images_per_second", "params_generator", "params_discriminator")
@@ -104,6 +105,7 @@ class Analysis:
     paper: Comparison | None
     search: SearchResults | None = None
     all_effects: list[Effect] = field(default_factory=list)  # effects and interactions with at least one pair
+    settings: AnalysisSettings = field(default_factory=AnalysisSettings)  # min_effect and alpha of the verdicts
 
 
 def analyse(results: Results) -> Analysis:
@@ -118,7 +120,8 @@ def analyse(results: Results) -> Analysis:
         inter = interactions(rows, design.levels, design.bases)
     elif design.kind == "loco":
         effects = loco_effects(rows, design.removed)
-    adjusted = adjust(effects + inter)  # q over every effect the study tests
+    settings = results.study.analysis if results.study else AnalysisSettings()
+    adjusted = judge(adjust(effects + inter), settings, *seed_plan(results.study, rows))
     effects, inter = adjusted[: len(effects)], adjusted[len(effects) :]
     return Analysis(
         out=results.out,
@@ -141,7 +144,15 @@ def analyse(results: Results) -> Analysis:
         paper=_comparison(rows, ok),
         search=_search(results.study, rows, ok, design.searched) if design.kind == "search" else None,
         all_effects=[e for e in effects + inter if e.n > 0],
+        settings=settings,
     )
+
+
+def seed_plan(study: Study | None, rows: pd.DataFrame) -> tuple:
+    """(the study's adaptive seeds or None, the seeds in the order they are run): what `stats.judge` replays."""
+    if study is not None and study.replication is not None:
+        return study.replication, list(study.seeds)
+    return None, sorted(rows["seed"].dropna().unique().tolist())
 
 
 def prepare(trials: pd.DataFrame) -> pd.DataFrame:

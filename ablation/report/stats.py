@@ -1,5 +1,8 @@
-"""Paired effects of switching a study factor: the mean AUC difference over matched runs, a bootstrap interval
-(scipy.stats.bootstrap), a Wilcoxon signed-rank p-value (scipy.stats.wilcoxon) and a plain-words verdict.
+"""Paired effects of switching a study factor: the mean AUC difference over matched runs and its verdict.
+
+`judge` gives each effect its verdict (helps, hurts, negligible, undecided) from an interval corrected for the number
+of effects and the looks (`sequential`). Each effect also carries a distribution-free check: a bootstrap interval
+(scipy.stats.bootstrap) with a Wilcoxon signed-rank p-value (scipy.stats.wilcoxon) and its own three-way `verdict`.
 
 A pair is two runs that differ in the switched factor only: same values of every other factor, same seed, same
 category. Runs without a partner (a failed, stopped or missing cell) are dropped and counted, never imputed.
@@ -19,7 +22,10 @@ from scipy import stats
 
 from ssagan_core.presets import SWITCHES
 
-from ..study.schema import format_value
+from ..study.schema import Analysis as AnalysisSettings
+from ..study.schema import Replication, format_value
+from .sequential import UNDECIDED, Decision, decide, verdicts
+from .sequential import t_interval as t_interval_of
 
 CONFIDENCE = 0.95
 ALPHA = 0.05
@@ -46,6 +52,15 @@ class Effect:
     cost: dict[str, float] = field(default_factory=dict)  # cost column -> ratio after / before
     interaction: bool = False
     q: float = math.nan  # p adjusted for the number of effects tested (Benjamini-Hochberg); see `adjust`
+    pair_seeds: np.ndarray = field(default_factory=lambda: np.array([]))  # each pair's seed
+    pair_categories: np.ndarray = field(default_factory=lambda: np.array([]))  # each pair's category
+    decision: Decision | None = None  # the verdict from the corrected interval (`judge`); low/high are its interval
+    by_category: dict[str, Decision] = field(default_factory=dict)  # the same interval over one category's pairs
+
+    @property
+    def judged(self) -> str:
+        """The verdict the report gives: the corrected interval's (`undecided` before `judge`)."""
+        return self.decision.verdict if self.decision else UNDECIDED
 
     @property
     def n(self) -> int:
@@ -179,8 +194,77 @@ def paired(rows: pd.DataFrame, factor: str, before: Any, after: Any, match: list
 
 def make_effect(name: str, change: str, pairs: pd.DataFrame, dropped: int) -> Effect:
     diffs = (pairs["after"] - pairs["before"]).to_numpy(dtype=np.float64)
-    mean, low, high, p, verdict, note = summarize(diffs)
-    return Effect(name, change, diffs, dropped, mean, low, high, p, verdict, note, cost_ratios(pairs))
+    seeds, categories = _pair_keys(pairs)
+    keys = {"pair_seeds": seeds, "pair_categories": categories}
+    return Effect(name, change, diffs, dropped, *summarize(diffs), cost_ratios(pairs), **keys)
+
+
+def _pair_keys(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's seed and category, from the index `paired` groups on."""
+    names = pairs.index.names
+    if "seed" not in names or pairs.empty:
+        return np.array([]), np.array([])
+    seeds = pairs.index.get_level_values("seed").to_numpy()
+    categories = pairs.index.get_level_values("category").to_numpy() if "category" in names else np.array([])
+    return seeds, categories
+
+
+def judge(
+    effects: list[Effect], settings: AnalysisSettings, replication: Replication | None, seeds: list
+) -> list[Effect]:
+    """Every effect with its verdict from the corrected interval (module `sequential`): Bonferroni over the
+    `len(effects)` effects, and with adaptive seeds the looks at `replication.looks()` seeds (of `seeds`, in the
+    order the runner adds them). An effect's estimate, interval and pairs are those of the look that decided it;
+    `by_category` repeats the interval per category at that look and confidence."""
+    if not effects:
+        return effects
+    counts = replication.looks() if replication else [len(seeds)]
+    share = settings.alpha / len(effects)
+    out = []
+    for e in effects:
+        if e.n == 0 or len(e.pair_seeds) != e.n:
+            out.append(e)
+            continue
+        decision = decide(e.diffs, e.pair_seeds, seeds, counts, share, settings.min_effect)
+        rank = {s: i for i, s in enumerate(seeds)}
+        cutoff = counts[decision.look - 1] if decision.look else len(seeds)
+        keep = np.array([rank.get(s, len(seeds)) < cutoff for s in e.pair_seeds.tolist()], dtype=bool)
+        if not keep.all():  # decided before the last seeds (run for other effects): those are not this effect's
+            mean, _, _, p, verdict, note = summarize(e.diffs[keep])
+            e = replace(
+                e,
+                diffs=e.diffs[keep],
+                pair_seeds=e.pair_seeds[keep],
+                mean=mean,
+                p=p,
+                verdict=verdict,
+                note=note,
+                pair_categories=e.pair_categories[keep] if len(e.pair_categories) else e.pair_categories,
+            )
+        categories = _by_category(e, decision.confidence, settings.min_effect)
+        out.append(replace(e, decision=decision, low=decision.low, high=decision.high, by_category=categories))
+    return out
+
+
+def _by_category(e: Effect, confidence: float, min_effect: float) -> dict[str, Decision]:
+    if len(e.pair_categories) != e.n or len(set(e.pair_categories.tolist())) < 2:
+        return {}
+    out = {}
+    for category in dict.fromkeys(e.pair_categories.tolist()):
+        d = e.diffs[e.pair_categories == category]
+        n = len(d)
+        mean, sd = float(d.mean()), float(d.std(ddof=1)) if n > 1 else math.nan
+        low, high = (float(v) for v in t_interval_of(mean, sd, n, confidence))
+        verdict = str(verdicts(low, high, min_effect)) if n > 1 else UNDECIDED
+        seeds = len(set(e.pair_seeds[e.pair_categories == category].tolist()))
+        out[str(category)] = Decision(verdict, mean, low, high, confidence, seeds, 0, n)
+    return out
+
+
+def disagreement(e: Effect) -> list[tuple[str, str]]:
+    """(category, verdict) of the categories decided in opposite directions, or [] when they do not disagree."""
+    directed = {c: d.verdict for c, d in e.by_category.items() if d.verdict in ("helps", "hurts")}
+    return sorted(directed.items()) if len(set(directed.values())) > 1 else []
 
 
 def cost_ratios(pairs: pd.DataFrame) -> dict[str, float]:
@@ -238,9 +322,9 @@ def interactions(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
         diffs = ((w["11"] - w["10"]) - (w["01"] - w["00"])).to_numpy(dtype=np.float64)
         mean, low, high, p, verdict, note = summarize(diffs)
         change = f"{a} effect with {b}={format_value(on_b)} minus with {b}={format_value(ref_b)}"
-        effects.append(
-            Effect(f"{a} x {b}", change, diffs, dropped, mean, low, high, p, verdict, note, interaction=True)
-        )
+        seeds, categories = _pair_keys(w)
+        keys = {"interaction": True, "pair_seeds": seeds, "pair_categories": categories}
+        effects.append(Effect(f"{a} x {b}", change, diffs, dropped, mean, low, high, p, verdict, note, **keys))
     return effects
 
 

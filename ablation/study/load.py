@@ -21,7 +21,19 @@ from ssagan_core.config import RUNTIME_FIELDS, ModelConfig, TrainConfig, is_inte
 from ssagan_core.data import DataConfig, DatasetError
 
 from .design import model_config, variants
-from .schema import DISTRIBUTIONS, SAMPLERS, SCHEDULERS, TOP_KEYS, Dimension, Resources, Search, Study, rename_old_keys
+from .schema import (
+    DISTRIBUTIONS,
+    SAMPLERS,
+    SCHEDULERS,
+    TOP_KEYS,
+    Analysis,
+    Dimension,
+    Replication,
+    Resources,
+    Search,
+    Study,
+    rename_old_keys,
+)
 
 
 class StudyError(ValueError):
@@ -85,17 +97,15 @@ def parse_study(raw: dict[str, Any]) -> Study:
     except (DatasetError, ValueError, TypeError) as e:
         raise StudyError(str(e)) from None
 
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(is_integer(s) and s >= 0 for s in seeds):
-        raise StudyError(f"seeds: a non-empty list of integers >= 0, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise StudyError(f"seeds: listed twice: {sorted({s for s in seeds if seeds.count(s) > 1})}")
+    seeds, replication = _seeds(raw.get("seeds", [0]))
 
     grid = _factors(raw.get("grid"), "grid", lists=True)
     loco = _factors(raw.get("loco"), "loco", lists=False)
     search = _search(raw.get("search"))
     if sum(bool(x) for x in (grid, loco, search)) > 1:
         raise StudyError("grid, loco, search: a study has one design; give only one of these sections")
+    if replication and search:
+        raise StudyError("seeds: adaptive seeds ({initial, max, step}) are for grid and loco studies, not a search")
     study = Study(
         name=name,
         description=description,
@@ -107,9 +117,24 @@ def parse_study(raw: dict[str, Any]) -> Study:
         loco=loco,
         search=search,
         resources=_resources(raw.get("resources")),
+        analysis=_analysis(raw.get("analysis")),
+        replication=replication,
     )
     _check_configs(study)
     return study
+
+
+def check_budget(study: Study, n_categories: int) -> None:
+    """Refuse adaptive seeds whose trial budget cannot hold the first round on these categories."""
+    r = study.replication
+    if r is None or r.max_trials is None:
+        return
+    first = study.n_variants * r.initial * n_categories
+    if r.max_trials < first:
+        raise StudyError(
+            f"seeds.max_trials: {r.max_trials} cannot fit the first round ({study.n_variants} variants x "
+            f"{r.initial} seeds x {n_categories} categories = {first} trials)"
+        )
 
 
 def data_config(study: Study) -> DataConfig:
@@ -155,6 +180,44 @@ def _factors(values: Any, section: str, lists: bool) -> dict[str, Any]:
         else:
             _check_type(value, types[key], f"{section}.{key}")
     return dict(values)
+
+
+def _seeds(values: Any) -> tuple[tuple[int, ...], Replication | None]:
+    """`seeds: [0, 1, 2]` (fixed), or `seeds: {initial, max, step, max_trials, max_hours}` (adaptive: 0..max-1)."""
+    if isinstance(values, dict):
+        _no_unknown(values, tuple(f.name for f in dataclasses.fields(Replication)), "seeds.")
+        r = Replication(**values)
+        for key, low in (("initial", 2), ("max", 2), ("step", 1)):
+            value = getattr(r, key)
+            if not is_integer(value) or value < low:
+                raise StudyError(f"seeds.{key}: an integer >= {low}, got {value!r}")
+        if r.max < r.initial:
+            raise StudyError(f"seeds.max: {r.max} is below seeds.initial ({r.initial})")
+        if r.max_trials is not None and (not is_integer(r.max_trials) or r.max_trials < 1):
+            raise StudyError(f"seeds.max_trials: an integer >= 1 or null, got {r.max_trials!r}")
+        if r.max_hours is not None and (not is_number(r.max_hours) or r.max_hours <= 0):
+            raise StudyError(f"seeds.max_hours: a number of hours > 0 or null, got {r.max_hours!r}")
+        return tuple(range(r.max)), r
+    if not isinstance(values, list) or not values or not all(is_integer(s) and s >= 0 for s in values):
+        raise StudyError(
+            f"seeds: a non-empty list of integers >= 0, or {{initial, max, step}} for adaptive seeds, got {values!r}"
+        )
+    if len(set(values)) != len(values):
+        raise StudyError(f"seeds: listed twice: {sorted({s for s in values if values.count(s) > 1})}")
+    return tuple(values), None
+
+
+def _analysis(values: Any) -> Analysis:
+    values = values or {}
+    if not isinstance(values, dict):
+        raise StudyError(f"analysis: a mapping (min_effect, alpha), got {_kind(values)}")
+    _no_unknown(values, tuple(f.name for f in dataclasses.fields(Analysis)), "analysis.")
+    a = Analysis(**values)
+    if not is_number(a.min_effect) or not 0 < a.min_effect < 1:
+        raise StudyError(f"analysis.min_effect: a change of AUC in (0, 1), got {a.min_effect!r}")
+    if not is_number(a.alpha) or not 0 < a.alpha < 0.5:
+        raise StudyError(f"analysis.alpha: a probability in (0, 0.5), got {a.alpha!r}")
+    return Analysis(float(a.min_effect), float(a.alpha))
 
 
 def _search(values: Any) -> Search | None:

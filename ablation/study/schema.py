@@ -16,7 +16,7 @@ DESIGNS = ("grid", "loco", "search")
 SAMPLERS = ("tpe", "random", "grid")
 SCHEDULERS = ("none", "asha")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "log_int", "choice")
-TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", *DESIGNS, "resources")
+TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", *DESIGNS, "analysis", "resources")
 # Study keys that were renamed so that the study key, the config field and the Parquet column are one word. Old
 # study files (and the study.yaml of old output folders) are still read; `load_study` warns about them.
 RENAMED = {"model.name": "model.model"}
@@ -60,6 +60,41 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Analysis:
+    """How effects are judged (the study file's `analysis:` section); see docs/statistics.md."""
+
+    min_effect: float = 0.02
+    """The smallest change of test AUC that matters. An effect whose interval lies inside +-min_effect is
+    *negligible*; the default, 2 AUC points, is about the seed-to-seed spread of these models, below which a
+    CPU-sized study cannot settle an effect anyway."""
+    alpha: float = 0.05
+    """The chance, over the whole study, that any effect gets a wrong verdict (corrected for the number of effects
+    and, with adaptive seeds, for the repeated looks); in (0, 0.5)."""
+
+
+@dataclass(frozen=True)
+class Replication:
+    """Adaptive seeds (`seeds: {initial: 3, max: 12, step: 2}`): run `initial` seeds, then `step` more at a time for
+    the variants of every undecided effect, until each effect is decided or a budget is spent."""
+
+    initial: int = 3
+    """Seeds of the first round (every variant)."""
+    max: int = 12
+    """The most seeds any variant gets (seeds are 0, 1, ..., max - 1)."""
+    step: int = 2
+    """Seeds added per round to the variants of the effects still undecided."""
+    max_trials: int | None = None
+    """Stop when the next round would take the study past this many trials (null: no limit)."""
+    max_hours: float | None = None
+    """Start no new round after this many hours of the run (a `--resume` starts its own clock; null: no limit)."""
+
+    def looks(self) -> list[int]:
+        """The seed counts at which effects are judged."""
+        counts = list(range(self.initial, self.max, self.step))
+        return [*counts, self.max] if not counts or counts[-1] != self.max else counts
+
+
+@dataclass(frozen=True)
 class Resources:
     """What each trial gets from the cluster (the study file's `resources:` section)."""
 
@@ -100,6 +135,11 @@ class Study:
     """Sample instead of enumerating (hyperparameter studies): the `search:` keys below."""
     resources: Resources = field(default_factory=Resources)
     """What each trial gets: the `resources:` keys below."""
+    analysis: Analysis = field(default_factory=Analysis)
+    """How effects are judged: the `analysis:` keys below."""
+    replication: Replication | None = None
+    """Adaptive seeds, when `seeds:` is a mapping (`{initial, max, step}`; the `seeds.` keys below); `seeds` then
+    holds every seed the study may run, 0 to max - 1."""
 
     @property
     def design(self) -> str:
@@ -117,10 +157,15 @@ class Study:
         return len(self.loco) + 1
 
     def planned_trials(self, n_categories: int) -> int:
-        """Trials the study asks for on `n_categories` categories."""
+        """Trials the study asks for on `n_categories` categories (adaptive seeds: the most it may run)."""
         if self.search:
             return self.search.trials * n_categories
         return self.n_variants * len(self.seeds) * n_categories
+
+    @property
+    def first_seeds(self) -> tuple[int, ...]:
+        """The seeds of the first round: all of them, or the adaptive study's `initial` ones."""
+        return self.seeds[: self.replication.initial] if self.replication else self.seeds
 
     def to_dict(self) -> dict[str, Any]:
         """The study as run, in the study-file format (what `study.yaml` beside the results holds): every section,
@@ -131,7 +176,7 @@ class Study:
             "dataset": dict(self.dataset),
             "model": dict(self.model),
             "train": dict(self.train),
-            "seeds": list(self.seeds),
+            "seeds": dataclasses.asdict(self.replication) if self.replication else list(self.seeds),
         }
         if self.grid:
             out["grid"] = {k: list(v) for k, v in self.grid.items()}
@@ -141,6 +186,7 @@ class Study:
             search = dataclasses.asdict(self.search)
             search["space"] = {k: d.to_dict() for k, d in self.search.space.items()}
             out["search"] = search
+        out["analysis"] = dataclasses.asdict(self.analysis)
         out["resources"] = dataclasses.asdict(self.resources)
         return _plain(out)
 
@@ -153,17 +199,21 @@ class Study:
         if search:
             space = {k: _dimension(spec) for k, spec in (search.get("space") or {}).items()}
             search = Search(**{**search, "space": space})
+        seeds = raw.get("seeds") or (0,)
+        replication = Replication(**seeds) if isinstance(seeds, dict) else None
         return cls(
             name=str(raw.get("name") or ""),
             description=str(raw.get("description") or ""),
             dataset={k: tuple(v) if isinstance(v, list) else v for k, v in (raw.get("dataset") or {}).items()},
             model=dict(raw.get("model") or {}),
             train=dict(raw.get("train") or {}),
-            seeds=tuple(raw.get("seeds") or (0,)),
+            seeds=tuple(range(replication.max)) if replication else tuple(seeds),
             grid={k: tuple(v) for k, v in (raw.get("grid") or {}).items()},
             loco=dict(raw.get("loco") or {}),
             search=search or None,
             resources=Resources(**(raw.get("resources") or {})),
+            analysis=Analysis(**(raw.get("analysis") or {})),
+            replication=replication,
         )
 
 
