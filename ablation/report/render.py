@@ -20,17 +20,13 @@ from ..study.schema import column, format_value
 from . import figures
 from .analysis import METRICS, Analysis
 from .figures import Figure
+from .render_effects import effect_section, summary_lines
 from .render_paper import paper_section, paper_summary
 from .render_search import search_section, search_summary
-from .stats import HELPS, HURTS
 from .text import (
     cell,
     compute_sentence,
     constant,
-    effect_method,
-    effect_notes,
-    effect_sentence,
-    effect_table,
     first,
     md_table,
     mean_std,
@@ -86,11 +82,7 @@ def summary(a: Analysis) -> list[str]:
     lines = ["## Summary", ""]
     if a.ok.empty:
         return [*lines, f"No trial succeeded ({len(a.rows)} recorded); see the failed trials below.", ""]
-    for e in a.effects:
-        lines.append(f"- {effect_sentence(e)}")
-    for e in a.interactions:  # only the interactions with a verdict: the rest are in their table
-        if e.verdict in (HELPS, HURTS):
-            lines.append(f"- {effect_sentence(e)}")
+    lines += summary_lines(a)
     if a.design.kind == "search":
         lines += search_summary(a)
     elif not a.effects:
@@ -190,32 +182,6 @@ def failures(a: Analysis) -> list[str]:
 
 
 # --- effects, variants, categories ----------------------------------------------------------------------------
-
-
-def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
-    lines = ["## Component effects", ""]
-    if not a.effects:
-        return [*lines, "_No effects: the study has one variant, so there is nothing to compare._", ""]
-    lines += [effect_method(a.design.kind), "", *effect_table(a.effects), ""]
-    lines += effect_notes(a.effects)
-    if a.all_effects:
-        lines += figs(figures.EFFECTS, lambda p: figures.forest_plot(a.all_effects, p))
-    else:
-        lines += ["_Forest plot skipped: no effect could be estimated (no matched pairs)._", ""]
-    if a.interactions:
-        lines += [
-            "### Two-factor interactions",
-            "",
-            "Per matched cell, (both switched - first only) - (second only - neither): positive means the first "
-            "factor's effect is larger when the second factor is switched too. Same interval and test as above.",
-            "",
-            *effect_table(a.interactions, cost=False),
-            "",
-            *effect_notes(a.interactions),
-        ]
-    elif a.design.kind == "grid" and len(a.design.levels) > 1:
-        lines += ["_Interactions are computed between two-level factors only._", ""]
-    return lines
 
 
 def variant_section(a: Analysis) -> list[str]:
