@@ -6,6 +6,9 @@ them from a `ModelConfig`. A component that is switched off is an `nn.Identity()
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,7 +54,7 @@ def make_downsample(kind: str, channels: int) -> nn.Module:
 def make_upsample(kind: str, channels: int) -> nn.Module:
     """Double the resolution: `bilinear` interpolation (the paper) or a 4x4 stride-2 `transposed` conv."""
     if kind == "bilinear":
-        return nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        return BilinearUp2()
     if kind == "transposed":
         return nn.Sequential(
             nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1, bias=False),
@@ -59,6 +62,43 @@ def make_upsample(kind: str, channels: int) -> nn.Module:
             nn.LeakyReLU(0.2),
         )
     raise ValueError(f"up: {kind!r} is not one of 'bilinear', 'transposed'")
+
+
+class BilinearUp2(nn.Upsample):
+    """2x bilinear upsampling (align_corners=False). On CUDA under `torch.use_deterministic_algorithms`
+    (`train.deterministic`) it runs as two matmuls with the interpolation matrices: torch's bilinear kernel has no
+    deterministic CUDA backward, a matmul's is. Elsewhere it is `nn.Upsample` unchanged."""
+
+    def __init__(self) -> None:
+        super().__init__(scale_factor=2, mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and torch.are_deterministic_algorithms_enabled():
+            return upsample2x_by_matmul(x)
+        return super().forward(x)
+
+
+def upsample2x_by_matmul(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, 2H, 2W): bilinear x2 (align_corners=False) as rows @ x @ cols^T; equal to
+    `F.interpolate` up to float rounding."""
+    h, w = x.shape[-2:]
+    rows = torch.from_numpy(_bilinear_matrix(h)).to(x.device, x.dtype)  # (2H, H)
+    cols = torch.from_numpy(_bilinear_matrix(w)).to(x.device, x.dtype)  # (2W, W)
+    return rows @ x @ cols.T  # (B, C, 2H, W) @ (W, 2W)
+
+
+@functools.lru_cache(maxsize=16)
+def _bilinear_matrix(n: int) -> np.ndarray:
+    """(2n, n) float32: output pixel o reads source coordinate (o + 0.5) / 2 - 0.5 (clamped at 0), split between
+    its two neighbours as torch's bilinear kernel does; the last row's two neighbours are both the edge pixel."""
+    src = np.maximum((np.arange(2 * n) + 0.5) / 2 - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n - 1)
+    frac = src - i0
+    m = np.zeros((2 * n, n), np.float64)
+    np.add.at(m, (np.arange(2 * n), i0), 1 - frac)
+    np.add.at(m, (np.arange(2 * n), i1), frac)
+    return m.astype(np.float32)
 
 
 def make_attention(enabled: bool, channels: int, kv_pool: int = 1) -> nn.Module:

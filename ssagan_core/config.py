@@ -20,6 +20,9 @@ THRESHOLD_RULES = ("val_quantile", "val_f1")
 RUNTIME_FIELDS = ("device", "num_threads")
 """`TrainConfig` fields that say where a run executes, not what it is: the runner sets them per machine, a study file
 cannot, and a result's settings leave them out."""
+# `deterministic` is not one: like `channels_last`, `amp` and `compile` it chooses how the arithmetic is done, which
+# can change a GPU run's numbers (slightly), so a study file sets it and every result row records it; the runner
+# has no per-machine reason to change it.
 
 
 def _choice(name: str, value: object, allowed: tuple) -> None:
@@ -193,6 +196,13 @@ class TrainConfig:
     """torch.compile the networks (opt-in: costs compile time, gains vary by device)."""
     num_threads: int = 0
     """torch intra-op threads on CPU; 0 = leave as is (Ray sets it from the trial's CPUs)."""
+    deterministic: bool = False
+    """Deterministic kernels while training and scoring (`torch.use_deterministic_algorithms`, cuDNN without
+    benchmarking, cuBLAS workspace `:4096:8`), so a rerun or a resumed run on the same GPU and software gives the
+    same numbers; the process's settings are restored afterwards. Costs GPU speed; on CPU it is cheap and changes no
+    score. Strict (not `warn_only`): with `warn_only` torch would keep the non-deterministic attention backward, and
+    an op with no deterministic kernel raises rather than varying unnoticed. The one such op here, bilinear
+    upsampling's CUDA backward (`up: bilinear`), runs as an equivalent pair of matmuls instead."""
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "log_every", "score_batch_size"):
@@ -228,6 +238,7 @@ class TrainConfig:
             self.threshold_quantile,
         )
         _choice("device", self.device, DEVICES)
+        _check("deterministic", isinstance(self.deterministic, bool), "true or false", self.deterministic)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .anogan import AnoganGenerator
@@ -34,17 +35,28 @@ def build_discriminator(cfg: ModelConfig) -> nn.Module:
     return init_weights(Discriminator(cfg.image_size, IMAGE_CHANNELS, cfg.ndf, feature_dim))
 
 
-def init_weights(net: nn.Module) -> nn.Module:
-    """DCGAN initialisation, as the official code's `weights_init`: conv weights N(0, 0.02), BatchNorm N(1, 0.02)."""
+def init_weights(net: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """DCGAN initialisation, as the official code's `weights_init`: conv weights N(0, 0.02), BatchNorm N(1, 0.02).
+
+    Draws from the global RNG, or from `generator` (a CPU generator: values are drawn on the CPU and copied, so a
+    generator's state gives the same weights on every device and in every memory format)."""
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            _normal_(m.weight, 0.0, 0.02, generator)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
+            _normal_(m.weight, 1.0, 0.02, generator)
             nn.init.zeros_(m.bias)
     return net
+
+
+def _normal_(weight: torch.Tensor, mean: float, std: float, generator: torch.Generator | None) -> None:
+    if generator is None:
+        nn.init.normal_(weight, mean, std)  # the initial weights' path, unchanged: torch.manual_seed(seed) decides
+        return
+    with torch.no_grad():
+        weight.copy_(nn.init.normal_(torch.empty(weight.shape), mean, std, generator=generator))
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,35 +56,81 @@ def train(
     resume: dict | None = None,
 ) -> TrainResult:
     """Train `model_cfg` on `data.train` for `train_cfg.iterations` steps, then score `data.val` and `data.test`."""
-    # 1. Set up: networks initialised from the seed, optimisers, the category on the device, a resumed state.
-    run = _setup(model_cfg, train_cfg, data, seed, resume)
+    # 0. `deterministic`: deterministic kernels for this call only (the process's settings come back after it).
+    with deterministic_kernels(train_cfg.deterministic):
+        # 1. Set up: networks initialised from the seed, optimisers, the category on the device, a resumed state.
+        run = _setup(model_cfg, train_cfg, data, seed, resume)
 
-    # 2. Loop: a batch, the losses, one step of each network, a report every `log_every` (and `eval_every`).
-    for it in range(run.start, train_cfg.iterations):
-        x, x_in = _batch(run, it)
-        terms = _step(run, x, x_in)
-        run.meter.add({"loss_g": terms.g, "loss_d": terms.d, **terms.parts})
-        done = it + 1
-        evaluate = bool(train_cfg.eval_every) and done % train_cfg.eval_every == 0 and done < train_cfg.iterations
-        if done % train_cfg.log_every == 0 or evaluate or done == train_cfg.iterations:
-            _report(run, done, evaluate, callback)
+        # 2. Loop: a batch, the losses, one step of each network, a report every `log_every` (and `eval_every`).
+        for it in range(run.start, train_cfg.iterations):
+            x, x_in = _batch(run, it)
+            terms = _step(run, x, x_in)
+            run.meter.add({"loss_g": terms.g, "loss_d": terms.d, **terms.parts})
+            done = it + 1
+            evaluate = bool(train_cfg.eval_every) and done % train_cfg.eval_every == 0 and done < train_cfg.iterations
+            if done % train_cfg.log_every == 0 or evaluate or done == train_cfg.iterations:
+                _report(run, done, evaluate, callback)
 
-    # 3. Score: eval mode, raw scores, nothing selected on the test set.
-    tic = time.perf_counter()
-    val_scores, test_scores = _score_splits(run, with_test=True)
-    score_seconds = time.perf_counter() - tic
+        # 3. Score: eval mode, raw scores, nothing selected on the test set.
+        tic = time.perf_counter()
+        val_scores, test_scores = _score_splits(run, with_test=True)
+        score_seconds = time.perf_counter() - tic
 
-    # 4. Metrics: the threshold comes from the validation split, never from the test labels.
-    metrics = compute_metrics(
-        test_scores["score"],
-        data.test.labels,
-        val_scores["score"],
-        data.val.labels,
-        train_cfg.threshold_rule,
-        train_cfg.threshold_quantile,
+        # 4. Metrics: the threshold comes from the validation split, never from the test labels.
+        metrics = compute_metrics(
+            test_scores["score"],
+            data.test.labels,
+            val_scores["score"],
+            data.val.labels,
+            train_cfg.threshold_rule,
+            train_cfg.threshold_quantile,
+        )
+        metrics.update(_run_facts(run, score_seconds))
+        return TrainResult(metrics, test_scores, val_scores, run.history)
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool = True) -> Iterator[None]:
+    """Deterministic kernels inside the block when `enabled` (`train.deterministic`); on leaving it the process's
+    previous settings are restored, so a trial changes nothing for the next trial in the same worker."""
+    if not enabled:
+        yield
+        return
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        os.environ.get(_CUBLAS_VARIABLE),
     )
-    metrics.update(_run_facts(run, score_seconds))
-    return TrainResult(metrics, test_scores, val_scores, run.history)
+    # cuBLAS takes its workspace size from this variable when the process first uses it, so it must be set before
+    # the first matmul on CUDA: `train` enters this block before anything reaches the device. (In a worker where an
+    # earlier trial already ran on CUDA the size stays what it was: still one fixed size, and torch's check of the
+    # variable passes; exporting it on the cluster's nodes settles it from the start.)
+    if saved[-1] not in _CUBLAS_DETERMINISTIC:
+        os.environ[_CUBLAS_VARIABLE] = _CUBLAS_DETERMINISTIC[0]
+    # Strict (warn_only=False), so that nothing non-deterministic runs unnoticed: torch then also runs SDPA's
+    # attention backward in its deterministic form (with warn_only it only warns and keeps the non-deterministic one).
+    # The one op here without a deterministic CUDA kernel, bilinear upsampling's backward, has its own matmul form
+    # (blocks.BilinearUp2); any other would raise torch's RuntimeError naming it.
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        algorithms, warn_only, cudnn_deterministic, cudnn_benchmark, cublas = saved
+        torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = cudnn_deterministic
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+        if cublas is None:
+            os.environ.pop(_CUBLAS_VARIABLE, None)
+        else:
+            os.environ[_CUBLAS_VARIABLE] = cublas
+
+
+_CUBLAS_VARIABLE = "CUBLAS_WORKSPACE_CONFIG"
+_CUBLAS_DETERMINISTIC = (":4096:8", ":16:8")  # the two settings torch accepts as deterministic
 
 
 def resolve_device(name: str) -> torch.device:
@@ -230,9 +277,20 @@ def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor) -> LossTerms:
     run.opt_d.step()
     # Both official codes restart a discriminator that has won outright.
     if run.train_cfg.reinit_d_below and terms.d.item() < run.train_cfg.reinit_d_below:
-        init_weights(run.discriminator)
+        init_weights(run.discriminator, generator=_reinit_stream(run.seed, run.d_reinits))
         run.d_reinits += 1
     return terms
+
+
+def _reinit_stream(seed: int, reinit: int) -> torch.Generator:
+    """The random stream of the run's `reinit`-th discriminator re-initialisation: a pure function of (seed, reinit),
+    like the batch order and the noise, so a resumed run (its checkpoint holds `d_reinits`) draws the same weights
+    as an uninterrupted one, whatever the global RNG did in between. A CPU stream: the same weights on every device."""
+    stream = np.random.SeedSequence([seed, _REINIT_STREAM, reinit]).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(stream))
+
+
+_REINIT_STREAM = 1  # keeps the re-init streams apart from other (seed, ...) seed sequences
 
 
 def _report(run: _Run, done: int, evaluate: bool, callback: Callable[[Progress], None] | None) -> None:

@@ -69,6 +69,8 @@ def test_bad_model_values_name_the_field(kwargs: dict, message: str) -> None:
         ({"threshold_rule": "test_f1"}, "threshold_rule: 'test_f1' is not one of 'val_quantile', 'val_f1'"),
         ({"threshold_quantile": 1.0}, "threshold_quantile: must be a number in (0, 1)"),
         ({"input_noise": -0.1}, "input_noise: must be a number >= 0"),
+        ({"deterministic": "yes"}, "deterministic: must be true or false, got 'yes'"),
+        ({"deterministic": 1}, "deterministic: must be true or false, got 1"),
     ],
 )
 def test_bad_train_values_name_the_field(kwargs: dict, message: str) -> None:

@@ -24,6 +24,7 @@ from ssagan_core import (
     count_parameters,
     train,
 )
+from ssagan_core.blocks import BilinearUp2, upsample2x_by_matmul
 
 from .helpers import SWITCHES, TINY, random_category, switch_id
 
@@ -161,6 +162,24 @@ def test_up_switch() -> None:
     bilinear = _modules(ModelConfig(up="bilinear"), nn.Upsample)
     assert len(bilinear) == 4 and all(m.mode == "bilinear" for m in bilinear)
     assert not _modules(ModelConfig(up="bilinear"), nn.ConvTranspose2d)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 4), (1, 2, 2, 8), (2, 4, 16, 16)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bilinear_up_by_matmul_equals_interpolate(shape: tuple, channels_last: bool) -> None:
+    """The deterministic CUDA form of `up: bilinear` (two matmuls) is torch's bilinear x2, forward and backward."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    reference = F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=False)
+    matmul = upsample2x_by_matmul(b)
+    torch.testing.assert_close(matmul, reference, rtol=1e-5, atol=1e-6)
+    grad = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
+    reference.backward(grad)
+    matmul.backward(grad)
+    torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-5)
+    assert torch.equal(BilinearUp2()(x), reference.detach())  # off CUDA the module is torch's kernel
 
 
 def _naive_attention(m: SelfAttention2d, x: torch.Tensor) -> torch.Tensor:

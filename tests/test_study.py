@@ -21,6 +21,7 @@ from .studies import write_study
         ({"model__atention": True}, "model.atention: unknown key; model takes model, attention"),
         ({"colour": "red"}, "colour: unknown key; a study takes name, description, dataset"),
         ({"train__lr": "fast"}, "train.lr: expected a number, got 'fast' (a string)"),
+        ({"train__deterministic": "yes"}, "train.deterministic: expected true/false, got 'yes' (a string)"),
         ({"seeds": "0"}, "seeds: a non-empty list of integers >= 0"),
         ({"grid": {"model.atention": [True]}}, "grid.model.atention: unknown factor; factors are model.model"),
         ({"grid": {}}, "grid: a non-empty mapping of factor -> list of values"),

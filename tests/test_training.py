@@ -4,6 +4,7 @@ progress reporting, and a short run that learns the embedded dataset."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -77,6 +78,69 @@ def test_resume_continues_exactly(data) -> None:
     resumed = train(cfg, tc, data, seed=1, resume=saved[0])
     np.testing.assert_array_equal(resumed.test_scores["score"], straight.test_scores["score"])
     assert [h["iteration"] for h in resumed.history] == [2, 4]
+
+
+def test_resume_between_discriminator_reinits_continues_exactly(data) -> None:
+    """`reinit_d_below` above any loss re-initialises D after every step, from streams of (seed, re-init number): a
+    run stopped between re-inits and resumed in a fresh `train` call ends bit-identical to an uninterrupted one, in
+    scores and weights, even when the global RNG was reseeded in between."""
+    cfg = ModelConfig(image_size=32, **TINY)
+    tc = dataclasses.replace(QUICK, reinit_d_below=1e3)
+    finals: list[dict] = []
+
+    def keep_final_weights(p: training.Progress) -> None:
+        if p.iteration == p.iterations:
+            state = p.state()
+            finals.append({k: v.clone() for net in ("generator", "discriminator") for k, v in state[net].items()})
+
+    straight = train(cfg, tc, data, seed=1, callback=keep_final_weights)
+    assert straight.metrics["d_reinits"] == 4
+    saved = []
+
+    def crash_after_first_report(p: training.Progress) -> None:
+        saved.append(p.state())
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tc, data, seed=1, callback=crash_after_first_report)
+    assert saved[0]["iteration"] == 2 and saved[0]["d_reinits"] == 2
+    torch.manual_seed(123)  # the global RNG plays no part in a re-init
+    resumed = train(cfg, tc, data, seed=1, callback=keep_final_weights, resume=saved[0])
+    np.testing.assert_array_equal(resumed.test_scores["score"], straight.test_scores["score"])
+    assert resumed.metrics["d_reinits"] == 4
+    assert finals[0].keys() == finals[1].keys()
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+
+
+def test_deterministic_kernels_on_cpu_change_no_score_and_are_undone(data) -> None:
+    """`deterministic: true` holds for the whole call (training, scoring, callbacks) and gives the same CPU scores
+    as false; afterwards, also after an interrupted call, the process's settings are what they were."""
+    cfg = ModelConfig(image_size=32, **TINY)  # ssagan: attention and bilinear upsampling
+    tc = dataclasses.replace(QUICK, deterministic=True)
+
+    def process_settings() -> tuple:
+        return (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+            os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
+        )
+
+    before = process_settings()
+    during: list[tuple] = []
+    result = train(cfg, tc, data, seed=2, callback=lambda p: during.append(process_settings()))
+    assert len(during) == 2
+    assert all(s[:4] == (True, False, True, False) and s[4] in (":4096:8", ":16:8") for s in during), during
+    assert process_settings() == before
+    np.testing.assert_array_equal(result.test_scores["score"], train(cfg, QUICK, data, seed=2).test_scores["score"])
+
+    def interrupt(p: training.Progress) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tc, data, seed=2, callback=interrupt)
+    assert process_settings() == before
 
 
 def test_non_finite_losses_raise(data, monkeypatch) -> None:
