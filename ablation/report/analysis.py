@@ -178,7 +178,7 @@ def prepare(trials: pd.DataFrame) -> pd.DataFrame:
 
 def _planned(study: Study | None, n_categories: int) -> int | None:
     """How many trials the study asks for, over the categories recorded when it named `all` (None without it)."""
-    if study is None:
+    if study is None or study.replication is not None:  # adaptive seeds: how many depends on the verdicts
         return None
     categories = study.dataset.get("categories") or ["all"]
     all_of_them = categories == "all" or list(categories) == ["all"]

@@ -56,6 +56,7 @@ class Effect:
     pair_categories: np.ndarray = field(default_factory=lambda: np.array([]))  # each pair's category
     decision: Decision | None = None  # the verdict from the corrected interval (`judge`); low/high are its interval
     by_category: dict[str, Decision] = field(default_factory=dict)  # the same interval over one category's pairs
+    variants: tuple[str, ...] = ()  # the variants it compares (what adaptive seeds re-run while it is undecided)
 
     @property
     def judged(self) -> str:
@@ -299,7 +300,8 @@ def grid_effects(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
             pairs, dropped = paired(rows, factor, ref, level, match)
             two = len(values) == 2
             name = factor if two else f"{factor}={format_value(level)}"
-            effects.append(make_effect(name, _change(factor, ref, level), pairs, dropped))
+            compared = tuple(rows.loc[rows[factor].isin([ref, level]), "variant"].unique())
+            effects.append(replace(make_effect(name, _change(factor, ref, level), pairs, dropped), variants=compared))
     return effects
 
 
@@ -339,7 +341,7 @@ def loco_effects(rows: pd.DataFrame, removed: dict[str, tuple[str, Any]]) -> lis
         pairs, dropped = paired(both, "_is_base", False, True, ["seed", "category"])
         base_value = base[factor].iloc[0] if len(base) and factor in base else None
         change = _change(factor, off, base_value) if base_value is not None else f"{format_value(off)} -> base"
-        effects.append(make_effect(factor, change, pairs, dropped))
+        effects.append(replace(make_effect(factor, change, pairs, dropped), variants=("base", variant)))
     return effects
 
 

@@ -8,8 +8,11 @@ Exit status: 0 every trial succeeded; 1 some trials failed (their rows say why; 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -21,7 +24,7 @@ from ssagan_core.data import CategoryData, DatasetError, load_category, resolve_
 from ..results.ledger import TRIALS_FILE, ResultStore
 from ..results.rows import FAILED, OK
 from ..study.design import TrialSpec, trial_specs
-from ..study.load import StudyDeprecation, StudyError, data_config, load_study
+from ..study.load import StudyDeprecation, StudyError, check_budget, data_config, load_study
 from ..study.schema import Study
 from .context import RunContext, StartError
 from .progress import StudyView
@@ -81,6 +84,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     out = Path(args.out or Path("reports") / study.name)
     dataset = data_config(study)
     categories = resolve_categories(dataset)
+    check_budget(study, len(categories))
     specs = trial_specs(study, categories) if study.design != "search" else []
     planned = study.planned_trials(len(categories))
     if args.dry_run:
@@ -95,22 +99,27 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     store = _open_output(out, study, args.resume)
     data = {category: load_category(dataset, category) for category in categories}
     store.save_study(study)
-    todo = [s for s in specs if s.key not in store.trial_keys(OK)]
+    if study.replication:
+        rounds = _adaptive_rounds(study, categories, store, console)
+    else:
+        todo = [s for s in specs if s.key not in store.trial_keys(OK)]
+        rounds = iter([todo] if todo else [])
     if study.design == "search":
         done = store.trials["category"].value_counts() if len(store) else {}
         complete = all(done.get(c, 0) >= study.search.trials for c in categories)
     else:
-        complete = not todo
+        complete = False  # the rounds say what is left (none when the study is complete)
     if complete:
         status = EXIT_OK
     elif args.serial:
         from .serial import run_serial
 
         with StudyView(study.name, planned, store, console) as view:
-            run_serial(todo, data, store, RunContext.of(study), view)
+            for todo in rounds:
+                run_serial(todo, data, store, RunContext.of(study), view)
         status = EXIT_OK
     else:
-        status = _run_on_ray(args, study, todo, data, store, planned, console)
+        status = _run_on_ray(args, study, rounds, data, store, planned, console)
 
     if status == EXIT_INTERRUPTED:
         _say(console, "finished trials are saved; continue with --resume")
@@ -120,6 +129,28 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     ok, failed = store.count(OK), store.count(FAILED)
     _say(console, f"study {study.name}: {ok} trials succeeded, {failed} failed; results in {out}")
     return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
+def _adaptive_rounds(
+    study: Study, categories: tuple[str, ...], store: ResultStore, console: Console
+) -> Iterator[list[TrialSpec]]:
+    """Adaptive seeds: one round after another, each chosen from the verdicts in the ledger (`adaptive`), until
+    every effect is decided or a budget is spent; each round's reason and the stop are printed."""
+    from .adaptive import next_round
+
+    attempted: set[str] = set()
+    started, hours = time.monotonic(), study.replication.max_hours
+    for number in itertools.count(1):
+        plan = next_round(study, categories, store.trials, attempted)
+        if not plan.specs:
+            _say(console, f"adaptive seeds: stopped: {plan.why}")
+            return
+        if hours is not None and number > 1 and time.monotonic() - started > hours * 3600:
+            _say(console, f"adaptive seeds: stopped: seeds.max_hours ({hours:g} h) spent; --resume continues")
+            return
+        _say(console, f"adaptive seeds: round {number}: {plan.why}")
+        attempted.update(s.key for s in plan.specs)
+        yield plan.specs
 
 
 def _load(args: argparse.Namespace, console: Console) -> Study:
@@ -153,14 +184,14 @@ def _open_output(out: Path, study: Study, resume: bool) -> ResultStore:
 def _run_on_ray(
     args: argparse.Namespace,
     study: Study,
-    todo: list[TrialSpec],
+    rounds: Iterator[list[TrialSpec]],
     data: dict[str, CategoryData],
     store: ResultStore,
     planned: int,
     console: Console,
 ) -> int:
-    """Run what is left of the study on Ray (`todo` for a grid; a search's remaining trials per category of `data`);
-    EXIT_INTERRUPTED if some planned trial has no row at the end."""
+    """Run what is left of the study on Ray (a grid's `rounds` of trials, each its own Tune experiment; a search's
+    remaining trials per category of `data`); EXIT_INTERRUPTED if some trial of a round has no row at the end."""
     from . import driver  # Ray is imported only when a study runs on it
 
     out = store.out
@@ -168,16 +199,21 @@ def _run_on_ray(
         driver.check_cluster(study.resources, args.storage)
         storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
         storage = storage or str((out / "ray").resolve())
-        context = RunContext.of(study, storage, driver.next_round(storage))
+        missing = 0
         with StudyView(study.name, planned, store, console) as view:
             if study.design != "search":
-                outcomes = driver.run_grid(todo, data, store, context, view) if todo else {}
-                twice = sorted(k for k, n in outcomes.items() if n > 1)
-                if twice:  # GridSampler or a restore replayed a point: the ledger kept one row, but say so
-                    _say(console, f"warning: {len(twice)} grid points ran more than once; kept the last: {twice[:3]}")
-                missing = len([s for s in todo if s.key not in store.trial_keys()])
+                for todo in rounds:  # each round its own Tune experiment (round-1, round-2, ... under storage)
+                    context = RunContext.of(study, storage, driver.next_round(storage))
+                    outcomes = driver.run_grid(todo, data, store, context, view)
+                    twice = sorted(k for k, n in outcomes.items() if n > 1)
+                    if twice:  # GridSampler or a restore replayed a point: the ledger kept one row, but say so
+                        kept = f"kept the last: {twice[:3]}"
+                        _say(console, f"warning: {len(twice)} grid points ran more than once; {kept}")
+                    missing = len([s for s in todo if s.key not in store.trial_keys()])
+                    if missing:
+                        break
             else:
-                missing = 0
+                context = RunContext.of(study, storage, driver.next_round(storage))
                 for category in data:
                     driver.run_search(study, category, data, store, context, view)
                     done = int((store.trials["category"] == category).sum()) if len(store) else 0
@@ -199,8 +235,13 @@ def _render_report(out: Path, console: Console) -> None:
 
 
 def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categories, out: Path) -> None:
+    r = study.replication
+    if r:  # adaptive seeds: the first round is known; what follows depends on the verdicts
+        first = set(study.first_seeds)
+        specs = [s for s in specs if s.seed in first]
     if specs:
-        table = Table(title=f"study {study.name}: {len(specs)} trials ({study.design})")
+        what = f"{study.design}, the first round of adaptive seeds" if r else study.design
+        table = Table(title=f"study {study.name}: {len(specs)} trials ({what})")
         for name in ("#", "trial key", "variant", "seed", "category"):
             table.add_column(name)
         for i, s in enumerate(specs, 1):
@@ -212,11 +253,23 @@ def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categori
         for key, dim in study.search.space.items():
             table.add_row(key, f"{dim.kind} {list(dim.choices) if dim.choices else [dim.low, dim.high]}")
     Console().print(table)
+    seeds = f"seeds {list(study.first_seeds)} first" if r else f"seeds {list(study.seeds)}"
     _say(
         console,
-        f"dataset {study.dataset['kind']}: {', '.join(categories)} at {study.image_size} px; "
-        f"seeds {list(study.seeds)}; output {out}",
+        f"dataset {study.dataset['kind']}: {', '.join(categories)} at {study.image_size} px; {seeds}; output {out}",
     )
+    if r:
+        from .adaptive import worst_case
+
+        budget = [
+            f"{key} {value:g}" for key, value in (("max_trials", r.max_trials), ("max_hours", r.max_hours)) if value
+        ]
+        _say(
+            console,
+            f"adaptive seeds: then {r.step} more at a time for the variants of undecided effects, judged at "
+            f"{', '.join(map(str, r.looks()))} seeds; worst case {worst_case(study, len(categories))} trials"
+            + (f" ({', '.join(budget)})" if budget else ""),
+        )
 
 
 def _say(console: Console, text: str) -> None:
