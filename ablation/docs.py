@@ -2,9 +2,10 @@
 
 Each generated table sits between `<!-- generated: NAME -->` and `<!-- end generated -->` in a hand-written page; the
 text around it is left alone. The sources: the config dataclasses' field docstrings (study-file keys), the preset
-table, the row schema of `ablation.results.rows` (Parquet columns), the command-line parsers, and the package tree
-with each module's docstring and the imports between the folders. `--check` writes nothing and exits 1 when a page
-is out of date (a test runs it, so a new config field or Parquet column cannot ship undocumented).
+table, the paper's protocol (`ablation/report/paper_tables.yaml`), the row schema of `ablation.results.rows` (Parquet
+columns), the command-line parsers, and the package tree with each module's docstring and the imports between the
+folders. `--check` writes nothing and exits 1 when a page is out of date (a test runs it, so a new config field or
+Parquet column cannot ship undocumented).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def blocks() -> dict[str, Callable[[], str]]:
         "resources-keys": lambda: _fields(Resources, key=lambda n: f"`resources.{n}`"),
         "renamed-keys": _renamed,
         "presets": _presets,
+        "paper-protocol": _paper_protocol,
         "trials-columns": _trials_columns,
         "scores-columns": lambda: _columns("scores"),
         "history-columns": lambda: _columns("history"),
@@ -135,6 +137,20 @@ def _presets() -> str:
         fixed = ", ".join(f"`{f}`" for f in p.fixes) or "nothing (every switch is free)"
         rows.append([f"`{p.name}`", *(f"`{_yaml(p.switches[s])}`" for s in SWITCHES), weights, fixed, p.source])
     return _table(headers, rows)
+
+
+def _paper_protocol() -> str:
+    from ssagan_core.presets import LOSS_WEIGHTS, SWITCHES
+
+    from .report.paper import load_paper_tables
+
+    preset = ", ".join(f"`{s}`" for s in (*SWITCHES, *LOSS_WEIGHTS))
+    source = "the paper (ssagan), the official code (baselines)"
+    rows = [[preset, "the model's preset (see study-files.md)", "all", source]]
+    for s in load_paper_tables().protocol.values():
+        value = "not stated" if s.value is None else f"`{_yaml(s.value)}`"
+        rows.append([f"`{s.name}`", value, ", ".join(s.models or ("all",)), _escape(s.source)])
+    return _table(["setting", "the paper's value", "models", "from"], rows)
 
 
 def _trials_columns() -> str:

@@ -20,7 +20,16 @@ from ..study.schema import Analysis as AnalysisSettings
 from ..study.schema import Study, search_index, trial_name
 from . import importance
 from .factors import Design, describe_design
-from .paper import PaperTable, PaperTables, at_paper_settings, compare, load_paper_tables
+from .paper import (
+    Difference,
+    PaperTable,
+    PaperTables,
+    compare,
+    differences,
+    is_paper_model,
+    load_paper_tables,
+    unstated,
+)
 from .stats import Effect, adjust, grid_effects, interactions, judge, loco_effects
 
 METRICS = ("auc", "f1", "accuracy", "precision", "recall", "aupr", "val_auc")  # the variant table's, in its order
@@ -67,9 +76,11 @@ class Comparison:
 
     tables: PaperTables
     table: PaperTable
-    used: pd.DataFrame  # the successful runs at paper settings
-    left_out: int  # successful runs at other settings
+    used: pd.DataFrame  # the successful runs of the paper's models (`paper.is_paper_model`)
+    left_out: int  # successful runs of other models (ablated variants)
     lines: pd.DataFrame  # `paper.compare`'s frame; empty when nothing matches the table
+    differences: dict[str, list[Difference]] = field(default_factory=dict)  # model -> its settings unlike the paper's
+    unstated: list[tuple[str, str, str]] = field(default_factory=list)  # settings the paper does not state
 
 
 @dataclass(frozen=True)
@@ -318,9 +329,10 @@ def _comparison(rows: pd.DataFrame, ok: pd.DataFrame) -> Comparison | None:
     table = tables.for_dataset(str(datasets[0]) if datasets else "")
     if table is None:
         return None
-    used = ok[at_paper_settings(ok)] if len(ok) and "model" in ok else ok.iloc[:0]
+    used = ok[is_paper_model(ok)] if len(ok) and "model" in ok else ok.iloc[:0]
     lines = compare(used, table) if len(used) else pd.DataFrame()
-    return Comparison(tables, table, used, len(ok) - len(used), lines)
+    diffs = {str(m): differences(g, tables) for m, g in used.groupby("model", sort=False)} if len(used) else {}
+    return Comparison(tables, table, used, len(ok) - len(used), lines, diffs, unstated(used, tables))
 
 
 def _search(study: Study | None, rows: pd.DataFrame, ok: pd.DataFrame, searched: list[str]) -> SearchResults:

@@ -1,5 +1,6 @@
 """The report's section that puts the paper's own numbers (Table 1 for MVTec AD, Table 2 for KolektorSDD) beside
-ours, with the difference, using only runs at each model's paper settings."""
+ours, with the difference, using only runs of each model as the paper defines it, and lists every setting where
+those runs differ from the paper's protocol: a row is labelled "paper protocol" only when none does."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import figures
 from .analysis import Analysis, Comparison
+from .paper import protocol_of
 from .text import cell, md_table, num, signed
 
 if TYPE_CHECKING:
@@ -28,9 +30,15 @@ def paper_summary(a: Analysis) -> list[str]:
     if c is None or c.lines.empty:
         return []
     auc = c.lines[c.lines["metric"] == "auc"]
-    parts = [f"{NAMES.get(m, m)} {signed(g['diff'].mean())}" for m, g in auc.groupby("model", sort=False)]
+    parts = [
+        f"{NAMES.get(m, m)} {signed(g['diff'].mean())} ({protocol_label(c, m, where=None)})"
+        for m, g in auc.groupby("model", sort=False)
+    ]
     where = f"mean over {auc['category'].nunique()} categories" if c.table.by_category else "whole dataset"
-    return [f"- Against the paper's {c.table.title.split(':')[0]} (ours - paper, AUC, {where}): {', '.join(parts)}."]
+    listed = " (the differences are listed in its section)" if any(c.differences.values()) else ""
+    return [
+        f"- Against the paper's {c.table.title.split(':')[0]} (ours - paper, AUC, {where}): {', '.join(parts)}{listed}."
+    ]
 
 
 def paper_section(a: Analysis, figs: FigureWriter) -> list[str]:
@@ -39,11 +47,11 @@ def paper_section(a: Analysis, figs: FigureWriter) -> list[str]:
         return []
     lines = [f"## The paper's numbers beside ours ({c.table.title})", ""]
     if c.used.empty:
-        why = "no successful run" if a.ok.empty else "no run used a model at its paper settings"
+        why = "no successful run" if a.ok.empty else "no run used a model as the paper defines it"
         return [*lines, f"_Nothing to compare: {why} (preset switches and loss weights, every attention stage)._", ""]
     if c.lines.empty:
         return [*lines, "_Nothing to compare: no run matches a model and category of the table._", ""]
-    lines += [rows_used(c), ""]
+    lines += [rows_used(c), "", *protocol_section(c)]
     if c.table.by_category:
         return lines + per_category(c, figs)
     body = [
@@ -53,23 +61,53 @@ def paper_section(a: Analysis, figs: FigureWriter) -> list[str]:
             f"{x.reported:.2f}",
             cell(x.mean, x.std, x.n),
             signed(x.diff),
+            protocol_label(c, x.model),
         ]
         for x in c.lines.itertuples()
     ]
-    return [*lines, *md_table(["model", "metric", "paper", "ours", "difference"], body), ""]
+    return [*lines, *md_table(["model", "metric", "paper", "ours", "difference", "protocol"], body), ""]
 
 
 def rows_used(c: Comparison) -> str:
-    iterations = sorted(set(c.used["iterations"].dropna().astype(int))) if "iterations" in c.used else []
     variants = ", ".join(f"`{v}`" for v in sorted(set(c.used["variant"])))
-    left_out = f"; {c.left_out} runs at other settings (ablated variants) left out" if c.left_out else ""
-    paper_iterations = c.tables.training.get("iterations")
+    left_out = f"; {c.left_out} runs of other settings (ablated variants) left out" if c.left_out else ""
     return (
-        f"Rows used: {len(c.used)} successful runs at each model's paper settings (variants {variants}){left_out}. "
-        f"Ours: mean ± std over seeds; difference = ours - paper. The paper reports one run per cell with no spread"
-        + (f" and trains {paper_iterations:,} iterations" if paper_iterations else "")
-        + f"; these runs trained {', '.join(map(str, iterations)) or '?'}."
+        f"Rows used: {len(c.used)} successful runs of each model as the paper defines it (its switches and loss "
+        f"weights, every attention stage; variants {variants}){left_out}. Ours: mean ± std over seeds; difference = "
+        "ours - paper. The paper reports one run per cell with no spread."
     )
+
+
+def protocol_section(c: Comparison) -> list[str]:
+    """Every setting where the compared runs differ from the paper's protocol, per model, and the settings the paper
+    leaves open (never counted)."""
+    lines = ["### Protocol: ours against the paper's", ""]
+    body = [
+        [NAMES.get(model, model), f"`{d.setting}`", d.ours, d.paper, protocol_of(model, c.tables)[d.setting].source]
+        for model, diffs in c.differences.items()
+        for d in diffs
+    ]
+    if body:
+        lines += [*md_table(["model", "setting", "ours", "paper", "the paper's value from"], body), ""]
+    else:
+        lines += [
+            "Every run used follows the paper's protocol in every setting the paper (or its official code) fixes.",
+            "",
+        ]
+    if c.unstated:
+        lines += ["Not stated by the paper (never counted as differences):", ""]
+        lines += [f"- `{name}`: ours {ours} ({known})." for name, ours, known in c.unstated]
+        lines.append("")
+    return lines
+
+
+def protocol_label(c: Comparison, model: str, where: str | None = "listed above") -> str:
+    """A compared row's label: the paper's protocol only when none of its settings differs."""
+    n = len(c.differences.get(str(model), []))
+    count = f"{n} difference{'s' if n != 1 else ''}"
+    if n == 0:
+        return "paper protocol"
+    return f"our protocol ({count}, {where})" if where else f"our protocol, {count} from the paper's"
 
 
 def per_category(c: Comparison, figs: FigureWriter) -> list[str]:
@@ -81,7 +119,7 @@ def per_category(c: Comparison, figs: FigureWriter) -> list[str]:
             reported, ours = part["reported"].mean(), part["mean"].mean()
             body.append(["*mean*", f"{reported:.3f}", num(ours), signed(ours - reported)])
         table = md_table(["category", "paper", "ours", "difference"], body)
-        lines += [f"### {NAMES.get(model, model)}", "", *table, ""]
+        lines += [f"### {NAMES.get(model, model)}", "", f"Protocol: {protocol_label(c, model)}.", "", *table, ""]
     if c.lines["category"].nunique() < 2:
         return [*lines, "_Figure skipped: one category._", ""]
     named = c.lines.assign(model=c.lines["model"].map(lambda m: NAMES.get(m, m)))
