@@ -20,6 +20,7 @@ from ..study.schema import Analysis as AnalysisSettings
 from ..study.schema import Study, search_index, trial_name
 from . import importance
 from .factors import Design, describe_design
+from .health import Health, assess
 from .paper import (
     Difference,
     PaperTable,
@@ -113,6 +114,7 @@ class Analysis:
     category_auc: CategoryAuc
     roc: Curves
     val_auc: Curves
+    health: Health  # part AUCs and flags per variant x category (`health.variant_flags` for a verdict's line)
     paper: Comparison | None
     search: SearchResults | None = None
     all_effects: list[Effect] = field(default_factory=list)  # effects and interactions with at least one pair
@@ -152,6 +154,7 @@ def analyse(results: Results) -> Analysis:
         category_auc=_category_auc(ok, design.order, categories),
         roc=_roc(results.scores, ok, design.kind),
         val_auc=_val_auc(results.history, ok, design.kind),
+        health=assess(ok, results.scores, results.history, design.order),
         paper=_comparison(rows, ok),
         search=_search(results.study, rows, ok, design.searched) if design.kind == "search" else None,
         all_effects=[e for e in effects + inter if e.n > 0],

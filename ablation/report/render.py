@@ -21,6 +21,7 @@ from . import figures
 from .analysis import METRICS, Analysis
 from .figures import Figure
 from .render_effects import effect_section, summary_lines
+from .render_health import health_section
 from .render_paper import paper_section, paper_summary
 from .render_search import search_section, search_summary
 from .text import (
@@ -60,7 +61,7 @@ def render(a: Analysis, figs: FigureWriter) -> str:
     if a.design.kind == "search":
         lines += search_section(a, figs)
     else:
-        lines += effect_section(a, figs) + variant_section(a) + category_section(a, figs)
+        lines += effect_section(a, figs) + variant_section(a) + health_section(a) + category_section(a, figs)
     lines += paper_section(a, figs) + roc_section(a, figs) + history_section(a, figs)
     return "\n".join(lines).rstrip() + "\n"
 
