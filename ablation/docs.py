@@ -79,7 +79,7 @@ def blocks() -> dict[str, Callable[[], str]]:
     from ssagan_core.config import RUNTIME_FIELDS, ModelConfig, TrainConfig
     from ssagan_core.data import DataConfig
 
-    from .study.schema import Resources, Search, Study
+    from .study.schema import AdaptiveSeeds, Analysis, Resources, Search, Study
 
     return {
         "study-keys": lambda: _fields(Study, key=lambda n: f"`{n}`", defaults=False),
@@ -88,6 +88,8 @@ def blocks() -> dict[str, Callable[[], str]]:
         "train-keys": lambda: _fields(TrainConfig, key=lambda n: f"`train.{n}`", skip=RUNTIME_FIELDS),
         "search-keys": lambda: _fields(Search, key=lambda n: f"`search.{n}`"),
         "resources-keys": lambda: _fields(Resources, key=lambda n: f"`resources.{n}`"),
+        "analysis-keys": lambda: _fields(Analysis, key=lambda n: f"`analysis.{n}`"),
+        "adaptive-seeds-keys": lambda: _fields(AdaptiveSeeds, key=lambda n: f"`adaptive_seeds.{n}`"),
         "renamed-keys": _renamed,
         "presets": _presets,
         "paper-protocol": _paper_protocol,

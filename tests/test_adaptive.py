@@ -20,7 +20,8 @@ ADAPTIVE = {"initial": 3, "max": 7, "step": 2}
 
 def study_of(design: dict, seeds=None, **sections) -> Study:
     raw = {**grid_study(design, categories=CATEGORIES), **sections}
-    raw["seeds"] = dict(seeds or ADAPTIVE)
+    del raw["seeds"]
+    raw["adaptive_seeds"] = dict(seeds or ADAPTIVE)
     return parse_study(raw)
 
 
@@ -50,7 +51,7 @@ def keys(specs) -> set[str]:
 
 def test_adaptive_seeds_are_read_saved_and_read_back():
     study = study_of({"grid": {"model.attention": [True, False]}}, analysis={"min_effect": 0.01, "alpha": 0.1})
-    assert study.replication.looks() == [3, 5, 7]
+    assert study.adaptive_seeds.looks() == [3, 5, 7]
     assert study.seeds == tuple(range(7)) and study.first_seeds == (0, 1, 2)
     assert study.analysis.min_effect == 0.01 and study.analysis.alpha == 0.1
     again = Study.from_dict(study.to_dict())
@@ -61,12 +62,13 @@ def test_adaptive_seeds_are_read_saved_and_read_back():
 @pytest.mark.parametrize(
     "change, key",
     [
-        ({"seeds": {"initial": 4, "max": 3, "step": 1}}, "seeds.max"),
-        ({"seeds": {"initial": 3, "max": 6, "step": 0}}, "seeds.step"),
-        ({"seeds": {"initial": 1, "max": 6, "step": 1}}, "seeds.initial"),
-        ({"seeds": {"initial": 3, "max": 6, "steps": 2}}, "seeds.steps"),
-        ({"seeds": {"initial": 3, "max": 6, "step": 1, "max_hours": 0}}, "seeds.max_hours"),
-        ({"seeds": {"initial": 3, "max": 6, "step": 1, "max_trials": 0}}, "seeds.max_trials"),
+        ({"adaptive_seeds": {"initial": 4, "max": 3, "step": 1}}, "adaptive_seeds.max"),
+        ({"adaptive_seeds": {"initial": 3, "max": 6, "step": 0}}, "adaptive_seeds.step"),
+        ({"adaptive_seeds": {"initial": 1, "max": 6, "step": 1}}, "adaptive_seeds.initial"),
+        ({"adaptive_seeds": {"initial": 3, "max": 6, "steps": 2}}, "adaptive_seeds.steps"),
+        ({"adaptive_seeds": {"initial": 3, "max": 6, "step": 1, "max_hours": 0}}, "adaptive_seeds.max_hours"),
+        ({"adaptive_seeds": {"initial": 3, "max": 6, "step": 1, "max_trials": 0}}, "adaptive_seeds.max_trials"),
+        ({"adaptive_seeds": [3, 6, 1]}, "adaptive_seeds"),
         ({"analysis": {"min_effect": 0}}, "analysis.min_effect"),
         ({"analysis": {"min_effect": -0.01}}, "analysis.min_effect"),
         ({"analysis": {"alpha": 0.5}}, "analysis.alpha"),
@@ -77,6 +79,8 @@ def test_adaptive_seeds_are_read_saved_and_read_back():
 )
 def test_contradictory_analysis_settings_are_refused_naming_the_key(change, key):
     raw = {**grid_study({"grid": {"model.attention": [True, False]}}), **change}
+    if "adaptive_seeds" in change:
+        del raw["seeds"]
     with pytest.raises(StudyError) as e:
         parse_study(raw)
     assert str(e.value).startswith(f"{key}:") and "\n" not in str(e.value)
@@ -84,15 +88,22 @@ def test_contradictory_analysis_settings_are_refused_naming_the_key(change, key)
 
 def test_a_budget_that_cannot_fit_one_round_is_refused():
     study = study_of({"grid": {"model.attention": [True, False]}}, seeds={**ADAPTIVE, "max_trials": 11})
-    with pytest.raises(StudyError, match=r"^seeds.max_trials: 11 cannot fit the first round .* = 12 trials"):
+    with pytest.raises(StudyError, match=r"^adaptive_seeds.max_trials: 11 cannot fit the first round .* = 12 trials"):
         check_budget(study, len(CATEGORIES))
     check_budget(study_of({"grid": {"model.attention": [True, False]}}, seeds={**ADAPTIVE, "max_trials": 12}), 2)
 
 
 def test_adaptive_seeds_are_refused_for_a_search():
     raw = grid_study({"search": {"space": {"train.lr": {"log_uniform": [1e-4, 1e-3]}}}})
-    raw["seeds"] = ADAPTIVE
-    with pytest.raises(StudyError, match=r"^seeds: adaptive seeds"):
+    del raw["seeds"]
+    raw["adaptive_seeds"] = ADAPTIVE
+    with pytest.raises(StudyError, match=r"^adaptive_seeds: for grid and loco studies"):
+        parse_study(raw)
+
+
+def test_seeds_and_adaptive_seeds_together_are_refused():
+    raw = {**grid_study({"grid": {"model.attention": [True, False]}}), "adaptive_seeds": ADAPTIVE}
+    with pytest.raises(StudyError, match=r"^adaptive_seeds: give either seeds"):
         parse_study(raw)
 
 
@@ -100,12 +111,13 @@ def test_the_cli_refuses_a_bad_budget_before_any_trial(tmp_path, capsys):
     import yaml
 
     raw = grid_study({"grid": {"model.attention": [True, False]}})
-    raw["seeds"] = {**ADAPTIVE, "max_trials": 5}
+    del raw["seeds"]
+    raw["adaptive_seeds"] = {**ADAPTIVE, "max_trials": 5}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main([str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "seeds.max_trials: 5 cannot fit the first round" in err and "Traceback" not in err
+    assert "adaptive_seeds.max_trials: 5 cannot fit the first round" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
@@ -149,7 +161,7 @@ def test_an_undecided_effect_gets_the_next_seeds_for_its_variants_only():
     full = pd.concat([more, pd.DataFrame(loco_rows(deltas, seeds=range(5, 7)))])
     full = full[~((full["variant"] == "attention=false") & (full["seed"] >= 3))]
     plan = next_round(study, CATEGORIES, full, set())
-    assert plan.specs == [] and "seeds.max (7)" in plan.why
+    assert plan.specs == [] and "adaptive_seeds.max (7)" in plan.why
 
 
 def test_an_unfinished_round_is_finished_before_anything_is_judged():
@@ -171,7 +183,7 @@ def test_the_trial_budget_stops_a_round_that_would_not_fit():
     noise = {(s, c): (0.06 if (s + (c == "wood")) % 2 else -0.05) for s in range(7) for c in CATEGORIES}
     rows = pd.DataFrame(loco_rows({"attention": lambda s, c: noise[(s, c)], "conv": lambda s, c: 0.0}, range(3)))
     plan = next_round(study, CATEGORIES, rows, set())  # 18 recorded + 8 more > 20
-    assert plan.specs == [] and plan.why.startswith("seeds.max_trials:")
+    assert plan.specs == [] and plan.why.startswith("adaptive_seeds.max_trials:")
 
 
 # --- a real run ---------------------------------------------------------------------------------------------------
@@ -188,7 +200,7 @@ def test_an_adaptive_run_runs_the_rounds_its_report_decides(tmp_path):
         "dataset": {"kind": "synthetic", "categories": ["nut", "capsule"], "image_size": 16},
         "model": {"model": "ssagan", "base_channels": 4, "max_channels": 8, "ndf": 4, "depth": 3},
         "train": {"iterations": 4, "batch_size": 4},
-        "seeds": {"initial": 2, "max": 4, "step": 2},
+        "adaptive_seeds": {"initial": 2, "max": 4, "step": 2},
         "analysis": {"min_effect": 0.001},
         "loco": {"model.attention": False, "model.up": "transposed"},
     }

@@ -16,7 +16,7 @@ from ablation.run.cli import parser as run_parser
 from ablation.run.context import RunContext
 from ablation.study.design import trial_specs
 from ablation.study.load import load_study
-from ablation.study.schema import Resources, Search, Study
+from ablation.study.schema import AdaptiveSeeds, Analysis, Resources, Search, Study
 from ssagan_core.config import RUNTIME_FIELDS, ModelConfig, TrainConfig
 from ssagan_core.data import KINDS, DataConfig
 from ssagan_core.training import train
@@ -46,6 +46,8 @@ def test_every_study_key_is_documented_with_its_meaning() -> None:
         "train.": TrainConfig,
         "search.": Search,
         "resources.": Resources,
+        "analysis.": Analysis,
+        "adaptive_seeds.": AdaptiveSeeds,
     }
     for prefix, cls in sections.items():
         docs = field_docs(cls)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from ablation.report.sequential import HELPS, HURTS, NEGLIGIBLE, UNDECIDED, decide, look_alphas, spent, t_interval
-from ablation.study.schema import Replication
+from ablation.study.schema import AdaptiveSeeds
 
 ALPHA, MIN_EFFECT, SD = 0.05, 0.02, 0.03  # sd of one paired AUC difference: what the shipped studies show
-PLAN = Replication(initial=3, max=12, step=2)
+PLAN = AdaptiveSeeds(initial=3, max=12, step=2)
 CATEGORIES = 2
 SCENARIOS = {  # name -> true effect
     "null": 0.0,

@@ -164,8 +164,8 @@ def analyse(results: Results) -> Analysis:
 
 def seed_plan(study: Study | None, rows: pd.DataFrame) -> tuple:
     """(the study's adaptive seeds or None, the seeds in the order they are run): what `stats.judge` replays."""
-    if study is not None and study.replication is not None:
-        return study.replication, list(study.seeds)
+    if study is not None and study.adaptive_seeds is not None:
+        return study.adaptive_seeds, list(study.seeds)
     return None, sorted(rows["seed"].dropna().unique().tolist())
 
 
@@ -192,7 +192,7 @@ def prepare(trials: pd.DataFrame) -> pd.DataFrame:
 
 def _planned(study: Study | None, n_categories: int) -> int | None:
     """How many trials the study asks for, over the categories recorded when it named `all` (None without it)."""
-    if study is None or study.replication is not None:  # adaptive seeds: how many depends on the verdicts
+    if study is None or study.adaptive_seeds is not None:  # adaptive seeds: how many depends on the verdicts
         return None
     categories = study.dataset.get("categories") or ["all"]
     all_of_them = categories == "all" or list(categories) == ["all"]

@@ -65,7 +65,7 @@ def reason(e: Effect, a: Analysis) -> str:
         text = "no evidence either way: too few pairs for an interval"
     else:
         text = f"no evidence either way: the interval covers 0 and reaches beyond ±{m:g}"
-    looks = a.study.replication.looks() if a.study and a.study.replication else []
+    looks = a.study.adaptive_seeds.looks() if a.study and a.study.adaptive_seeds else []
     if len(looks) > 1:
         text += f"; look {d.look} of {len(looks)}" + (" (decided)" if d.verdict in DECIDED else " (budget spent)")
     return text
@@ -83,7 +83,7 @@ def method_paragraph(a: Analysis) -> str:
     correction = (
         f"1 - {s.alpha:g}/{m} (Bonferroni over the {m} effects tested)" if m > 1 else f"1 - {s.alpha:g} (one effect)"
     )
-    r = a.study.replication if a.study else None
+    r = a.study.adaptive_seeds if a.study else None
     looks = (
         f" Seeds were added adaptively ({r.initial} first, then {r.step} at a time up to {r.max}, for the variants "
         f"of the effects still undecided); alpha is spent over the looks at {', '.join(map(str, r.looks()))} seeds "
@@ -196,10 +196,12 @@ def summary_lines(a: Analysis) -> list[str]:
 
 
 def more_seeds(a: Analysis) -> str:
-    r = a.study.replication if a.study else None
+    r = a.study.adaptive_seeds if a.study else None
     if r:
-        return "The seed or time budget ran out first; raise `seeds.max` (or the budget) and `--resume`."
-    return "Run more seeds (e.g. `seeds: {initial: 3, max: 12, step: 2}` adds them until each effect is decided)."
+        return "The seed or time budget ran out first; raise `adaptive_seeds.max` (or the budget) and `--resume`."
+    return (
+        "Run more seeds (e.g. `adaptive_seeds: {initial: 3, max: 12, step: 2}` adds them until each effect is decided)."
+    )
 
 
 def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:

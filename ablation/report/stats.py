@@ -22,8 +22,8 @@ from scipy import stats
 
 from ssagan_core.presets import SWITCHES
 
+from ..study.schema import AdaptiveSeeds, format_value
 from ..study.schema import Analysis as AnalysisSettings
-from ..study.schema import Replication, format_value
 from .sequential import UNDECIDED, Decision, decide, verdicts
 from .sequential import t_interval as t_interval_of
 
@@ -211,15 +211,15 @@ def _pair_keys(pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def judge(
-    effects: list[Effect], settings: AnalysisSettings, replication: Replication | None, seeds: list
+    effects: list[Effect], settings: AnalysisSettings, adaptive: AdaptiveSeeds | None, seeds: list
 ) -> list[Effect]:
     """Every effect with its verdict from the corrected interval (module `sequential`): Bonferroni over the
-    `len(effects)` effects, and with adaptive seeds the looks at `replication.looks()` seeds (of `seeds`, in the
+    `len(effects)` effects, and with adaptive seeds the looks at `adaptive.looks()` seeds (of `seeds`, in the
     order the runner adds them). An effect's estimate, interval and pairs are those of the look that decided it;
     `by_category` repeats the interval per category at that look and confidence."""
     if not effects:
         return effects
-    counts = replication.looks() if replication else [len(seeds)]
+    counts = adaptive.looks() if adaptive else [len(seeds)]
     share = settings.alpha / len(effects)
     out = []
     for e in effects:

@@ -1,4 +1,4 @@
-"""Adaptive seeds (`seeds: {initial, max, step}`): which trials the next round runs.
+"""Adaptive seeds (`adaptive_seeds: {initial, max, step}`): which trials the next round runs.
 
 A round is a set of trials; after each, every main effect is judged from the ledger exactly as the report judges it
 (`report.stats.judge`, replaying the looks). An undecided effect whose seeds have not reached `max` gets its next
@@ -33,7 +33,7 @@ class Round:
 def next_round(study: Study, categories: tuple[str, ...], trials: pd.DataFrame, attempted: set[str]) -> Round:
     """The trials to run next. `trials`: the ledger; `attempted`: keys already run in this invocation (a failed trial
     is retried once per `--resume`, not in a loop)."""
-    r = study.replication
+    r = study.adaptive_seeds
     looks = r.looks()
     every = trial_specs(study, categories)
     position = {s: i for i, s in enumerate(study.seeds)}
@@ -64,14 +64,16 @@ def next_round(study: Study, categories: tuple[str, ...], trials: pd.DataFrame, 
         decided = sum(1 for e in effects if e.decision and e.decision.verdict in DECIDED)
         if decided == len(effects):
             return Round([], f"every effect decided ({decided})")
-        return Round([], f"{decided} of {len(effects)} effects decided; the others reached seeds.max ({r.max})")
+        return Round(
+            [], f"{decided} of {len(effects)} effects decided; the others reached adaptive_seeds.max ({r.max})"
+        )
     todo = _missing(every, due, position, ok, attempted)
     if not todo:
         return Round([], f"no trial left to run for {', '.join(growing)} (failed trials: --resume retries them)")
     if r.max_trials is not None and len(recorded) + len(todo) > r.max_trials:
         return Round(
             [],
-            f"seeds.max_trials: the next round ({len(todo)} trials for {', '.join(growing)}) would pass "
+            f"adaptive_seeds.max_trials: the next round ({len(todo)} trials for {', '.join(growing)}) would pass "
             f"{r.max_trials} trials",
         )
     return Round(todo, f"{', '.join(growing)} undecided: {len(todo)} more trials")
@@ -93,9 +95,9 @@ def judged(study: Study, trials: pd.DataFrame) -> list[Effect]:
 
 
 def worst_case(study: Study, n_categories: int) -> int:
-    """The most trials the study can run: every variant at `seeds.max` (or `max_trials`, if smaller)."""
+    """The most trials the study can run: every variant at `adaptive_seeds.max` (or `max_trials`, if smaller)."""
     most = study.planned_trials(n_categories)
-    return min(most, study.replication.max_trials) if study.replication.max_trials else most
+    return min(most, study.adaptive_seeds.max_trials) if study.adaptive_seeds.max_trials else most
 
 
 def _missing(every: list[TrialSpec], due: dict, position: dict, ok: set, attempted: set) -> list[TrialSpec]:

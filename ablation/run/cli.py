@@ -99,7 +99,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     store = _open_output(out, study, args.resume)
     data = {category: load_category(dataset, category) for category in categories}
     store.save_study(study)
-    if study.replication:
+    if study.adaptive_seeds:
         rounds = _adaptive_rounds(study, categories, store, console)
     else:
         todo = [s for s in specs if s.key not in store.trial_keys(OK)]
@@ -139,14 +139,14 @@ def _adaptive_rounds(
     from .adaptive import next_round
 
     attempted: set[str] = set()
-    started, hours = time.monotonic(), study.replication.max_hours
+    started, hours = time.monotonic(), study.adaptive_seeds.max_hours
     for number in itertools.count(1):
         plan = next_round(study, categories, store.trials, attempted)
         if not plan.specs:
             _say(console, f"adaptive seeds: stopped: {plan.why}")
             return
         if hours is not None and number > 1 and time.monotonic() - started > hours * 3600:
-            _say(console, f"adaptive seeds: stopped: seeds.max_hours ({hours:g} h) spent; --resume continues")
+            _say(console, f"adaptive seeds: stopped: adaptive_seeds.max_hours ({hours:g} h) spent; --resume continues")
             return
         _say(console, f"adaptive seeds: round {number}: {plan.why}")
         attempted.update(s.key for s in plan.specs)
@@ -235,7 +235,7 @@ def _render_report(out: Path, console: Console) -> None:
 
 
 def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categories, out: Path) -> None:
-    r = study.replication
+    r = study.adaptive_seeds
     if r:  # adaptive seeds: the first round is known; what follows depends on the verdicts
         first = set(study.first_seeds)
         specs = [s for s in specs if s.seed in first]

@@ -26,9 +26,9 @@ from .schema import (
     SAMPLERS,
     SCHEDULERS,
     TOP_KEYS,
+    AdaptiveSeeds,
     Analysis,
     Dimension,
-    Replication,
     Resources,
     Search,
     Study,
@@ -97,15 +97,20 @@ def parse_study(raw: dict[str, Any]) -> Study:
     except (DatasetError, ValueError, TypeError) as e:
         raise StudyError(str(e)) from None
 
-    seeds, replication = _seeds(raw.get("seeds", [0]))
+    seeds = _seeds(raw.get("seeds", [0]))
+    adaptive = _adaptive_seeds(raw.get("adaptive_seeds"))
+    if adaptive:
+        if "seeds" in raw:
+            raise StudyError("adaptive_seeds: give either seeds (a fixed list) or adaptive_seeds, not both")
+        seeds = tuple(range(adaptive.max))
 
     grid = _factors(raw.get("grid"), "grid", lists=True)
     loco = _factors(raw.get("loco"), "loco", lists=False)
     search = _search(raw.get("search"))
     if sum(bool(x) for x in (grid, loco, search)) > 1:
         raise StudyError("grid, loco, search: a study has one design; give only one of these sections")
-    if replication and search:
-        raise StudyError("seeds: adaptive seeds ({initial, max, step}) are for grid and loco studies, not a search")
+    if adaptive and search:
+        raise StudyError("adaptive_seeds: for grid and loco studies; a search assigns its seeds round-robin")
     study = Study(
         name=name,
         description=description,
@@ -118,7 +123,7 @@ def parse_study(raw: dict[str, Any]) -> Study:
         search=search,
         resources=_resources(raw.get("resources")),
         analysis=_analysis(raw.get("analysis")),
-        replication=replication,
+        adaptive_seeds=adaptive,
     )
     _check_configs(study)
     return study
@@ -126,13 +131,13 @@ def parse_study(raw: dict[str, Any]) -> Study:
 
 def check_budget(study: Study, n_categories: int) -> None:
     """Refuse adaptive seeds whose trial budget cannot hold the first round on these categories."""
-    r = study.replication
+    r = study.adaptive_seeds
     if r is None or r.max_trials is None:
         return
     first = study.n_variants * r.initial * n_categories
     if r.max_trials < first:
         raise StudyError(
-            f"seeds.max_trials: {r.max_trials} cannot fit the first round ({study.n_variants} variants x "
+            f"adaptive_seeds.max_trials: {r.max_trials} cannot fit the first round ({study.n_variants} variants x "
             f"{r.initial} seeds x {n_categories} categories = {first} trials)"
         )
 
@@ -182,29 +187,33 @@ def _factors(values: Any, section: str, lists: bool) -> dict[str, Any]:
     return dict(values)
 
 
-def _seeds(values: Any) -> tuple[tuple[int, ...], Replication | None]:
-    """`seeds: [0, 1, 2]` (fixed), or `seeds: {initial, max, step, max_trials, max_hours}` (adaptive: 0..max-1)."""
-    if isinstance(values, dict):
-        _no_unknown(values, tuple(f.name for f in dataclasses.fields(Replication)), "seeds.")
-        r = Replication(**values)
-        for key, low in (("initial", 2), ("max", 2), ("step", 1)):
-            value = getattr(r, key)
-            if not is_integer(value) or value < low:
-                raise StudyError(f"seeds.{key}: an integer >= {low}, got {value!r}")
-        if r.max < r.initial:
-            raise StudyError(f"seeds.max: {r.max} is below seeds.initial ({r.initial})")
-        if r.max_trials is not None and (not is_integer(r.max_trials) or r.max_trials < 1):
-            raise StudyError(f"seeds.max_trials: an integer >= 1 or null, got {r.max_trials!r}")
-        if r.max_hours is not None and (not is_number(r.max_hours) or r.max_hours <= 0):
-            raise StudyError(f"seeds.max_hours: a number of hours > 0 or null, got {r.max_hours!r}")
-        return tuple(range(r.max)), r
+def _seeds(values: Any) -> tuple[int, ...]:
     if not isinstance(values, list) or not values or not all(is_integer(s) and s >= 0 for s in values):
-        raise StudyError(
-            f"seeds: a non-empty list of integers >= 0, or {{initial, max, step}} for adaptive seeds, got {values!r}"
-        )
+        raise StudyError(f"seeds: a non-empty list of integers >= 0, got {values!r}")
     if len(set(values)) != len(values):
         raise StudyError(f"seeds: listed twice: {sorted({s for s in values if values.count(s) > 1})}")
-    return tuple(values), None
+    return tuple(values)
+
+
+def _adaptive_seeds(values: Any) -> AdaptiveSeeds | None:
+    """`adaptive_seeds: {initial, max, step, max_trials, max_hours}`, checked; None when not given."""
+    if values is None:
+        return None
+    if not isinstance(values, dict):
+        raise StudyError(f"adaptive_seeds: a mapping {{initial, max, step}}, got {_kind(values)}")
+    _no_unknown(values, tuple(f.name for f in dataclasses.fields(AdaptiveSeeds)), "adaptive_seeds.")
+    r = AdaptiveSeeds(**values)
+    for key, low in (("initial", 2), ("max", 2), ("step", 1)):
+        value = getattr(r, key)
+        if not is_integer(value) or value < low:
+            raise StudyError(f"adaptive_seeds.{key}: an integer >= {low}, got {value!r}")
+    if r.max < r.initial:
+        raise StudyError(f"adaptive_seeds.max: {r.max} is below adaptive_seeds.initial ({r.initial})")
+    if r.max_trials is not None and (not is_integer(r.max_trials) or r.max_trials < 1):
+        raise StudyError(f"adaptive_seeds.max_trials: an integer >= 1 or null, got {r.max_trials!r}")
+    if r.max_hours is not None and (not is_number(r.max_hours) or r.max_hours <= 0):
+        raise StudyError(f"adaptive_seeds.max_hours: a number of hours > 0 or null, got {r.max_hours!r}")
+    return r
 
 
 def _analysis(values: Any) -> Analysis:

@@ -16,7 +16,8 @@ DESIGNS = ("grid", "loco", "search")
 SAMPLERS = ("tpe", "random", "grid")
 SCHEDULERS = ("none", "asha")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "log_int", "choice")
-TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", *DESIGNS, "analysis", "resources")
+TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", "adaptive_seeds", *DESIGNS, "analysis",
+            "resources")  # fmt: skip
 # Study keys that were renamed so that the study key, the config field and the Parquet column are one word. Old
 # study files (and the study.yaml of old output folders) are still read; `load_study` warns about them.
 RENAMED = {"model.name": "model.model"}
@@ -73,9 +74,9 @@ class Analysis:
 
 
 @dataclass(frozen=True)
-class Replication:
-    """Adaptive seeds (`seeds: {initial: 3, max: 12, step: 2}`): run `initial` seeds, then `step` more at a time for
-    the variants of every undecided effect, until each effect is decided or a budget is spent."""
+class AdaptiveSeeds:
+    """Adaptive seeds (`adaptive_seeds: {initial: 3, max: 12, step: 2}`): run `initial` seeds, then `step` more at a
+    time for the variants of every undecided effect, until each effect is decided or a budget is spent."""
 
     initial: int = 3
     """Seeds of the first round (every variant)."""
@@ -137,9 +138,9 @@ class Study:
     """What each trial gets: the `resources:` keys below."""
     analysis: Analysis = field(default_factory=Analysis)
     """How effects are judged: the `analysis:` keys below."""
-    replication: Replication | None = None
-    """Adaptive seeds, when `seeds:` is a mapping (`{initial, max, step}`; the `seeds.` keys below); `seeds` then
-    holds every seed the study may run, 0 to max - 1."""
+    adaptive_seeds: AdaptiveSeeds | None = None
+    """Instead of `seeds`: add seeds until every effect is decided (`{initial: 3, max: 12, step: 2}`; the
+    `adaptive_seeds:` keys below). The seeds are then 0, 1, ..., max - 1, in that order."""
 
     @property
     def design(self) -> str:
@@ -165,7 +166,7 @@ class Study:
     @property
     def first_seeds(self) -> tuple[int, ...]:
         """The seeds of the first round: all of them, or the adaptive study's `initial` ones."""
-        return self.seeds[: self.replication.initial] if self.replication else self.seeds
+        return self.seeds[: self.adaptive_seeds.initial] if self.adaptive_seeds else self.seeds
 
     def to_dict(self) -> dict[str, Any]:
         """The study as run, in the study-file format (what `study.yaml` beside the results holds): every section,
@@ -176,8 +177,11 @@ class Study:
             "dataset": dict(self.dataset),
             "model": dict(self.model),
             "train": dict(self.train),
-            "seeds": dataclasses.asdict(self.replication) if self.replication else list(self.seeds),
         }
+        if self.adaptive_seeds:
+            out["adaptive_seeds"] = dataclasses.asdict(self.adaptive_seeds)
+        else:
+            out["seeds"] = list(self.seeds)
         if self.grid:
             out["grid"] = {k: list(v) for k, v in self.grid.items()}
         if self.loco:
@@ -199,21 +203,20 @@ class Study:
         if search:
             space = {k: _dimension(spec) for k, spec in (search.get("space") or {}).items()}
             search = Search(**{**search, "space": space})
-        seeds = raw.get("seeds") or (0,)
-        replication = Replication(**seeds) if isinstance(seeds, dict) else None
+        adaptive = AdaptiveSeeds(**raw["adaptive_seeds"]) if raw.get("adaptive_seeds") else None
         return cls(
             name=str(raw.get("name") or ""),
             description=str(raw.get("description") or ""),
             dataset={k: tuple(v) if isinstance(v, list) else v for k, v in (raw.get("dataset") or {}).items()},
             model=dict(raw.get("model") or {}),
             train=dict(raw.get("train") or {}),
-            seeds=tuple(range(replication.max)) if replication else tuple(seeds),
+            seeds=tuple(range(adaptive.max)) if adaptive else tuple(raw.get("seeds") or (0,)),
             grid={k: tuple(v) for k, v in (raw.get("grid") or {}).items()},
             loco=dict(raw.get("loco") or {}),
             search=search or None,
             resources=Resources(**(raw.get("resources") or {})),
             analysis=Analysis(**(raw.get("analysis") or {})),
-            replication=replication,
+            adaptive_seeds=adaptive,
         )
 
 
