@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..study.schema import format_value
 from . import figures
+from .health import variant_flags
 from .sequential import DECIDED, HELPS, HURTS, NEGLIGIBLE, UNDECIDED
 from .stats import Effect, disagreement
 from .text import constant, cost_words, md_table, ratio, signed, wins_text
@@ -37,7 +38,17 @@ def verdict_sentence(e: Effect, a: Analysis) -> str:
         text += "; **categories disagree**: " + ", ".join(f"{v} on {c}" for c, v in split)
         text += " (the pooled effect averages opposite effects)"
     costs = cost_words(e.cost)
-    return f"{text}; costs {costs}" if costs and not e.interaction else text
+    text = f"{text}; costs {costs}" if costs and not e.interaction else text
+    flags = flag_words(e, a)
+    return f"{text}; **check the models**: {flags}" if flags else text
+
+
+def flag_words(e: Effect, a: Analysis) -> str:
+    """The health flags of the variants an effect compares (below 0.5, wide seed spread, still improving): a
+    verdict about models like these may not hold for trained, stable ones."""
+    flags = variant_flags(a)
+    named = [f"`{v}` {', '.join(flags[v])}" for v in e.variants if flags.get(v)]
+    return "; ".join(named)
 
 
 def interval_text(e: Effect) -> str:
@@ -101,8 +112,9 @@ def method_paragraph(a: Analysis) -> str:
     )
 
 
-def verdict_table(effects: list[Effect], cost: bool = True) -> list[str]:
+def verdict_table(effects: list[Effect], cost: bool = True, flags: dict[str, list[str]] | None = None) -> list[str]:
     headers = ["factor", "change", "effect on AUC [interval]", "level", "pairs (seeds)", "pairs higher", "verdict"]
+    headers += ["models flagged"] if flags is not None else []
     if cost:
         headers += ["params", "train time", "images/s"]
     body = []
@@ -115,6 +127,8 @@ def verdict_table(effects: list[Effect], cost: bool = True) -> list[str]:
             level = f"{100 * d.confidence:.3g}%" if math.isfinite(d.confidence) else "—"
             pairs = f"{d.n} ({d.seeds})"
             row = [f"`{e.name}`", e.change, f"{signed(d.mean)} {interval_text(e)}", level, pairs, wins_text(e), verdict]
+        if flags is not None:
+            row.append(", ".join(f"`{v}`" for v in e.variants if flags.get(v)) or "none")
         if cost:
             row += [ratio(e.cost.get(k)) for k in ("params", "train_seconds", "images_per_second")]
         body.append(row)
@@ -208,7 +222,15 @@ def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
     lines = ["## Component effects", ""]
     if not a.effects:
         return [*lines, "_No effects: the study has one variant, so there is nothing to compare._", ""]
-    lines += [method_paragraph(a), "", *verdict_table(a.effects), ""]
+    flags = variant_flags(a)
+    lines += [method_paragraph(a), "", *verdict_table(a.effects, flags=flags), ""]
+    if any(flags.values()):
+        lines += [
+            "A flagged model ranks below chance, swings by more than 0.1 AUC between seeds, or was still improving at "
+            "the end of training (see *Trained enough* below): a verdict about such models may not hold for trained, "
+            "stable ones.",
+            "",
+        ]
     lines += notes(a.effects)
     lines += category_table(a.effects + a.interactions)
     if a.all_effects:
