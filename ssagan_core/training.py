@@ -359,6 +359,7 @@ def _run_facts(run: _Run, score_seconds: float) -> dict:
         "device": str(run.device),
         "n_train": len(run.data.train),
         "n_val": len(run.data.val),
+        "n_val_normal": int((run.data.val.labels == 0).sum()),
         "n_test": len(run.data.test),
         **{f"final_{k}": v for k, v in run.history[-1].items() if k not in ("iteration", "seconds", "val_auc")},
     }

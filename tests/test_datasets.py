@@ -6,6 +6,7 @@ never half-written) and a one-line `DatasetError` naming the path for each bad i
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import shutil
@@ -16,7 +17,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssagan_core.data import GOOD, DataConfig, DatasetError, layouts, load_category, resolve_categories
+from ssagan_core.data import (
+    GOOD,
+    DataConfig,
+    DatasetError,
+    layouts,
+    load_category,
+    resolve_categories,
+    validation,
+    write_mvtec_tree,
+)
 from ssagan_core.data import cache as image_cache
 
 SIZE = 16  # model input side: sources are 32 px (2x down) or non-square strips
@@ -70,14 +80,24 @@ def mvtec(tmp_path: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture
 def kolektor(tmp_path: pathlib.Path) -> pathlib.Path:
-    """Two commutators of 4 grey 20 x 50 strips (JPEG) with .bmp masks; kos01/Part1 and kos02/Part3 defective."""
-    root = tmp_path / "kolektor"
-    for part, defective in (("kos01", {1}), ("kos02", {3})):
-        for k in range(4):
+    """Four commutators of 4 grey 20 x 50 strips (JPEG) with .bmp masks; kos01/Part1 and kos02/Part3 defective,
+    kos03 and kos04 clean."""
+    return _kolektor_tree(tmp_path / "kolektor", {"kos01": {1}, "kos02": {3}, "kos03": set(), "kos04": set()})
+
+
+def _kolektor_tree(root: pathlib.Path, defects: dict[str, set[int]], parts: int = 4) -> pathlib.Path:
+    """A KolektorSDD tree: per commutator (`kosNN` -> its defective parts) `parts` grey 20 x 50 strips with masks."""
+    for commutator, defective in defects.items():
+        for k in range(parts):
             pixels, mask = _picture(50, 20, k, (30, 4, 42, 16) if k in defective else None, grey=True)
-            _save(root / part / f"Part{k}.jpg", pixels)
-            _save(root / part / f"Part{k}_label.bmp", mask)
+            _save(root / commutator / f"Part{k}.jpg", pixels)
+            _save(root / commutator / f"Part{k}_label.bmp", mask)
     return root
+
+
+def _commutators(paths: tuple[str, ...], root: pathlib.Path) -> set[str]:
+    """The kosNN folders of `paths` (validation defects, `<path>#val-<kind>`, count as their image's)."""
+    return {pathlib.Path(p.split("#")[0]).relative_to(root.resolve()).parts[0] for p in paths}
 
 
 @pytest.fixture
@@ -123,7 +143,8 @@ def _assert_masks_aligned(images: np.ndarray, masks: np.ndarray, exact: bool = F
 
 
 def test_mvtec_counts_labels_masks_and_paths(mvtec: pathlib.Path, tmp_path: pathlib.Path) -> None:
-    data = load_category(_cfg("mvtec", mvtec, tmp_path, val_fraction=0.2), "bottle")
+    # val_min_images 0: the validation split is val_fraction of the 5 normals alone, not half of them.
+    data = load_category(_cfg("mvtec", mvtec, tmp_path, val_fraction=0.2, val_min_images=0), "bottle")
     assert (data.dataset, data.category, data.image_size) == ("mvtec", "bottle", SIZE)
     assert len(data.train) == 4 and data.train.masks is None  # 5 normal images, 1 held out for validation
     assert len(data.val) == 2 and data.val.labels.tolist() == [0, 1]  # the held-out normal and its synthetic defect
@@ -280,25 +301,26 @@ def test_kolektor_protocol(kolektor: pathlib.Path, tmp_path: pathlib.Path) -> No
     assert resolve_categories(cfg) == ("kolektor",)
     data = load_category(cfg, "kolektor")
     test = data.test
-    # 8 strips, 2 with a defect in their .bmp mask: both defective ones are test images; 6 good ones split 80/20.
-    assert test.labels.sum() == 2 and len(test) == 2 + 1
+    # 16 strips of 4 commutators, 2 with a defect in their .bmp mask: both defective ones are test images, and so are
+    # the 6 good surfaces of their commutators; the two clean commutators train (one of them validates).
+    assert test.labels.sum() == 2 and len(test) == 2 + 6
     defective = {
         pathlib.Path(p).relative_to(kolektor.resolve()).as_posix()
         for p, label in zip(test.paths, test.labels, strict=True)
         if label
     }
     assert defective == {"kos01/Part1.jpg", "kos02/Part3.jpg"}
-    assert set(test.defects) == {GOOD, "defect"} and len(data.train) + len(data.val) // 2 == 5
+    assert set(test.defects) == {GOOD, "defect"} and len(data.train) + len(data.val) // 2 == 8
     assert int(data.train.labels.sum()) == 0
     _assert_masks_aligned(test.images[test.labels == 1], test.masks[test.labels == 1])
     assert test.masks[test.labels == 0].sum() == 0
     assert load_category(cfg, "kolektor").test.paths == test.paths  # deterministic
-    good_tests = set()
-    for seed in range(8):  # the seed picks the good test image; the defective ones are always there
-        other = load_category(replace(cfg, split_seed=seed), "kolektor").test
-        assert other.labels.sum() == 2 and len(other) == 3
-        good_tests.add(other.paths[int(np.flatnonzero(other.labels == 0)[0])])
-    assert len(good_tests) > 1
+    val_commutators = set()
+    for seed in range(8):  # the seed picks the validation commutator; the defective ones are always tested
+        other = load_category(replace(cfg, split_seed=seed), "kolektor")
+        assert other.test.labels.sum() == 2 and len(other.test) == 8
+        val_commutators |= _commutators(other.val.paths, kolektor)
+    assert val_commutators == {"kos03", "kos04"}
 
 
 def test_kolektor_label_comes_from_the_full_resolution_mask(kolektor: pathlib.Path, tmp_path: pathlib.Path) -> None:
@@ -314,7 +336,7 @@ def test_kolektor_label_comes_from_the_full_resolution_mask(kolektor: pathlib.Pa
 
 @pytest.mark.parametrize("resize", ["stretch", "pad"])
 def test_folder_layout_non_square_images(folder: pathlib.Path, tmp_path: pathlib.Path, resize: str) -> None:
-    cfg = _cfg("folder", folder, tmp_path, resize=resize, val_fraction=0.25)
+    cfg = _cfg("folder", folder, tmp_path, resize=resize, val_fraction=0.25, val_min_images=0)
     assert resolve_categories(cfg) == ("my_parts",)
     data = load_category(cfg, "my_parts")
     assert (len(data.train), len(data.val), len(data.test)) == (3, 2, 3)
@@ -384,6 +406,112 @@ def test_elpv_without_the_package(tmp_path: pathlib.Path, monkeypatch) -> None:
     assert str(error.value) == (
         "dataset.kind: 'elpv' needs the optional package elpv-dataset: pip install 'ssagan-ablate[elpv]'"
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Splits by group (a commutator on one side) and the validation minimum
+
+
+@pytest.mark.parametrize(
+    ("defects", "every_defect_tested"),
+    [
+        # KolektorSDD v1 as published: a defect on every commutator (here 10 of 4 surfaces, 1 or 2 defective).
+        ({f"kos{i:02d}": {i % 4} | ({(i + 1) % 4} if i % 3 == 0 else set()) for i in range(1, 11)}, False),
+        # Some clean commutators: every defective one is tested whole.
+        ({**{f"kos{i:02d}": {i % 4} for i in range(1, 4)}, **{f"kos{i:02d}": set() for i in range(4, 14)}}, True),
+    ],
+    ids=["every-commutator-defective", "some-clean"],
+)
+def test_kolektor_keeps_each_commutator_on_one_side(
+    tmp_path: pathlib.Path, defects: dict[str, set[int]], every_defect_tested: bool
+) -> None:
+    root = _kolektor_tree(tmp_path / "kolektor", defects)
+    n_good = sum(4 - len(d) for d in defects.values())
+    test_sets = set()
+    for seed in range(5):
+        data = load_category(_cfg("kolektor", root, tmp_path, split_seed=seed), "kolektor")
+        sides = {
+            "train": _commutators(data.train.paths, root),
+            "val": _commutators(data.val.paths, root),
+            "test": _commutators(data.test.paths, root),
+        }
+        assert sides["train"] and sides["val"] and sides["test"]
+        assert sides["train"].isdisjoint(sides["val"]) and sides["train"].isdisjoint(sides["test"])
+        assert sides["val"].isdisjoint(sides["test"])
+        # A test commutator is tested whole: its defects and all its good surfaces.
+        assert len(data.test) == sum(4 for c in sides["test"])
+        assert data.test.labels.sum() == sum(len(defects[c]) for c in sides["test"])
+        # Training keeps at least half of the good surfaces (validation normals included).
+        assert len(data.train) + len(data.val) // 2 >= n_good / 2
+        tested = {c for c, d in defects.items() if d}
+        assert (tested <= sides["test"]) is every_defect_tested
+        test_sets.add(frozenset(sides["test"]))
+    assert len(test_sets) > 1  # the seed chooses the sides
+
+
+def test_validation_size_rule() -> None:
+    val_size = validation.val_size
+    assert val_size(5, 0.2, 20) == 2 and val_size(5, 0.2, 0) == 1  # small: the minimum stops at half
+    assert val_size(30, 0.1, 20) == 15 and val_size(60, 0.1, 20) == 20  # the minimum, up to half
+    assert val_size(400, 0.1, 20) == 40 and val_size(400, 0.1, 0) == 40  # large: the fraction
+    assert val_size(10, 0.6, 20) == 6  # a larger fraction is not capped
+    assert val_size(1, 0.5, 20) == 0 and val_size(2, 0.1, 20) == 1  # one image always stays for training
+
+
+@pytest.mark.parametrize(("n_train", "n_val_normal"), [(8, 4), (30, 15), (100, 20), (300, 30)])
+def test_validation_takes_at_least_val_min_images(n_train: int, n_val_normal: int) -> None:
+    cfg = DataConfig(image_size=16, n_train=n_train, n_test_good=2, n_test_defective=2)
+    data = load_category(cfg, "weave")
+    assert int((data.val.labels == 0).sum()) == n_val_normal and len(data.val) == 2 * n_val_normal
+    assert len(data.train) == n_train - n_val_normal
+
+
+def _split_digest(data, tmp_path: pathlib.Path) -> str:
+    """A digest of which images are in which split, in which order (paths made relative to `tmp_path`)."""
+    digest = hashlib.sha256()
+    for split in (data.train, data.val, data.test):
+        paths = tuple(p.replace(str(tmp_path.resolve()), "") for p in split.paths)
+        digest.update(repr((paths, split.labels.tolist(), split.defects)).encode())
+    return digest.hexdigest()[:16]
+
+
+def test_splits_without_groups_are_unchanged(tmp_path: pathlib.Path) -> None:
+    """synthetic, mvtec and elpv split exactly as before groups and `val_min_images` existed (digests taken with the
+    code before them); `val_min_images` 0 is the old rule, and the synthetic default (200 x 0.1 = 20) is unchanged."""
+    digests = {}
+    for seed in (0, 1, 2):
+        cfg = DataConfig(
+            image_size=16, n_train=30, n_test_good=3, n_test_defective=3, val_fraction=0.2, split_seed=seed,
+            val_min_images=0,
+        )  # fmt: skip
+        digests[f"synthetic-{seed}"] = _split_digest(load_category(cfg, "nut"), tmp_path)
+    digests["synthetic-default"] = _split_digest(load_category(DataConfig(image_size=16), "nut"), tmp_path)
+    write_mvtec_tree(tmp_path / "mvtec", ["nut"], image_size=32, n_train=12, n_test_good=3, n_test_defective=3)
+    elpv = _elpv_subset(tmp_path, per_grade=6)
+    for seed in (0, 1, 2):
+        mvtec = _cfg("mvtec", tmp_path / "mvtec", tmp_path, val_fraction=0.25, split_seed=seed, val_min_images=0)
+        digests[f"mvtec-{seed}"] = _split_digest(load_category(mvtec, "nut"), tmp_path)
+        cfg = _cfg("elpv", elpv, tmp_path, val_fraction=0.3, split_seed=seed, val_min_images=0)
+        digests[f"elpv-{seed}"] = _split_digest(load_category(cfg, "mono"), tmp_path)
+    assert digests == {
+        "synthetic-0": "f47f799e4218c59a",
+        "synthetic-1": "58f4a661b185430c",
+        "synthetic-2": "448b26503657e88b",
+        "synthetic-default": "b7e204a32de91ef7",
+        "mvtec-0": "bc370677ed8bdb0b",
+        "mvtec-1": "7c9f22c7e3a5a120",
+        "mvtec-2": "d21861934d0ebf06",
+        "elpv-0": "8cf2aa0fce654184",
+        "elpv-1": "3d4ebdc55b78f2a3",
+        "elpv-2": "6c14bb22935b1175",
+    }
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, True, "20", None])
+def test_bad_val_min_images(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^dataset\.val_min_images: must be an integer >= 0, got ") as error:
+        DataConfig(val_min_images=value)
+    assert len(str(error.value).splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------

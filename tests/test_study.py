@@ -28,6 +28,8 @@ from .studies import write_study
         ({"grid": {"model.attention": []}}, "grid.model.attention: a non-empty list of values"),
         ({"dataset__kind": "mvtec"}, "dataset.root: required for dataset kind 'mvtec'"),
         ({"dataset__kind": "imagenet"}, "dataset.kind: 'imagenet' is not one of 'synthetic', 'mvtec'"),
+        ({"dataset__val_min_images": -1}, "dataset.val_min_images: must be an integer >= 0, got -1"),
+        ({"dataset__val_min_images": 2.5}, "dataset.val_min_images: expected an integer, got 2.5"),
         ({"model__conv": "depthwise"}, "model.conv: 'depthwise' is not one of 'dsc', 'standard'"),
         ({"grid": {"model.up": ["bilinear", "nearest"]}}, "model.up: 'nearest' is not one of"),
         ({"resources__cpus_per_trial": 0}, "resources.cpus_per_trial: a number > 0"),

@@ -170,6 +170,11 @@ def test_progress_reports_and_history(data) -> None:
     assert {"rec", "lat"} <= set(result.test_scores)
 
 
+def test_the_run_facts_count_the_validation_normals(data) -> None:
+    m = train(ModelConfig(image_size=32, **TINY), dataclasses.replace(QUICK, iterations=1), data, seed=0).metrics
+    assert (m["n_train"], m["n_val"], m["n_val_normal"]) == (14, 4, 2)  # 16 normals, 2 held out, 2 defect copies
+
+
 def test_input_noise_is_seeded_and_changes_training(data) -> None:
     cfg = ModelConfig(image_size=32, **TINY)
     noisy = dataclasses.replace(QUICK, input_noise=0.1)

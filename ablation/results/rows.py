@@ -60,6 +60,8 @@ METRICS = {
     "d_reinits": "times the discriminator was re-initialised (`reinit_d_below`)",
     "n_train": "training images",
     "n_val": "validation images (normal and synthetic defects)",
+    "n_val_normal": "validation normal images, held out from training (`dataset.val_fraction`, `val_min_images`); "
+    "the threshold and `val_auc` rest on these and on as many synthetic defects",
     "n_test": "test images",
 }
 FINAL_LOSSES = "`final_loss_g`, `final_loss_d` and the loss parts (`final_adv`, `final_ctx`, `final_lat`): the mean of \

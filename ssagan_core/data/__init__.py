@@ -5,6 +5,7 @@
 - `load`: `resolve_categories` and `load_category` (the per-kind protocols and the train/test split).
 - `layouts`: which files make up a category of MVTec AD, KolektorSDD, ELPV or a plain folder dataset.
 - `cache`: decode once: a layout's images resized and kept on disk as memory-mappable arrays.
+- `groups`: images that stay on one side of every split (the surfaces of one KolektorSDD commutator).
 - `validation`: the validation split (held-out normal images plus synthetic defects painted on copies of them).
 - `synthetic`: the embedded procedurally rendered dataset, the default (its `scenes` and `defects` in their own
   modules).

@@ -33,7 +33,13 @@ class DataConfig:
     """Where decoded images are cached (`~`, `${VARS}` expanded); None: `$SSAGAN_CACHE_DIR` or
     `~/.cache/ssagan-ablate`."""
     val_fraction: float = 0.1
-    """Share of the normal training images held out as the validation split."""
+    """Share of the normal training images held out as the validation split (see `val_min_images`)."""
+    val_min_images: int = 20
+    """Fewest normal images the validation split holds, so that its threshold and `val_auc` do not rest on a handful
+    of images: it takes the larger of `val_fraction` x the normal training images and `val_min_images`, but this
+    minimum never takes more than half of them (a category with 30 normals trains on 15 and validates on 15; one
+    with 400 validates on 40). 0: `val_fraction` alone. Kolektor holds out whole commutators, so it can take a few
+    more. The trial row's `n_val_normal` says how many it got."""
     split_seed: int = 0
     """Seed of the train/validation split, of kolektor's and elpv's train/test split of the good images, and of the
     synthetic dataset's images."""
@@ -60,7 +66,7 @@ class DataConfig:
             "a number in (0, 1)",
             self.val_fraction,
         )
-        for name in ("split_seed", "n_train", "n_test_good", "n_test_defective"):
+        for name in ("val_min_images", "split_seed", "n_train", "n_test_good", "n_test_defective"):
             value = getattr(self, name)
             _check(
                 f"dataset.{name}",

@@ -9,7 +9,8 @@ Layouts (paths relative to the dataset root):
 - mvtec: `<category>/train/good/*`, `<category>/test/good/*`, `<category>/test/<defect>/*`, masks
   `<category>/ground_truth/<defect>/<stem>_mask.png` (or `<stem>.png`); a category without `ground_truth` has none.
 - kolektor (KolektorSDD v1): `kosNN/PartK.jpg` with its mask `kosNN/PartK_label.bmp`; one category, `kolektor`.
-  Labels come from the masks, so the split is decided after decoding (`POOL`, `FROM_MASK`).
+  Labels come from the masks, so the split is decided after decoding (`POOL`, `FROM_MASK`). Each `kosNN` folder is
+  one commutator photographed as several surfaces: its images form one `group`, kept on one side of every split.
 - folder (the official Skip-GANomaly layout): `train/0.normal/*`, `test/0.normal/*`, `test/1.abnormal/*`, optional
   masks `ground_truth/1.abnormal/<stem>.png` (or `<stem>_mask.png`), the MVTec rule applied to the one defect folder;
   they sit outside `test/` so that an ImageFolder reader (the official code's) does not take them for a third class.
@@ -70,6 +71,9 @@ class Source:
     split: str  # "train", "test" or POOL
     defect: str  # GOOD, the defect kind, or FROM_MASK
     mask: str | None = None
+    # The physical part the image shows (kolektor: its kosNN folder): the images of one group stay on one side of
+    # every split (see groups.py). None: a group of its own. Not part of the cache key: decoding ignores it.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,8 @@ def kolektor_categories(root: pathlib.Path) -> tuple[str, ...]:
 
 
 def read_kolektor(root: pathlib.Path, category: str) -> Layout:
-    """Every image of every `kosNN` folder with its `_label` mask; the masks decide the labels."""
+    """Every image of every `kosNN` folder with its `_label` mask; the masks decide the labels, the folder is the
+    image's group (one commutator)."""
     sources = []
     for part in _kolektor_parts(root):
         files = _images(part)
@@ -167,7 +172,7 @@ def read_kolektor(root: pathlib.Path, category: str) -> Layout:
             mask = labels.pop(image.stem, None)
             if mask is None:
                 raise DatasetError(f"{image}: no mask (expected {part / (image.stem + '_label.bmp')})")
-            sources.append(Source(_rel(root, image), POOL, FROM_MASK, _rel(root, mask)))
+            sources.append(Source(_rel(root, image), POOL, FROM_MASK, _rel(root, mask), group=part.name))
         if labels:
             raise DatasetError(f"{next(iter(labels.values()))}: mask with no image")
     if not sources:

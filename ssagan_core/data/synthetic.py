@@ -71,13 +71,15 @@ def make_synthetic_category(
     n_test_good: int = 40,
     n_test_defective: int = 60,
     val_fraction: float = 0.1,
+    val_min_images: int = 0,
 ) -> CategoryData:
-    """One synthetic category, split into train (normal), val (held-out normals + generic defects) and test."""
+    """One synthetic category, split into train (normal), val (held-out normals + generic defects) and test;
+    `val_fraction` and `val_min_images` as in `validation.val_size`."""
     _check_counts(n_train=n_train, n_test_good=n_test_good, n_test_defective=n_test_defective)
     if n_train < 1:
         raise ValueError(f"n_train: must be >= 1, got {n_train}")
     train = render_images(category, image_size, n_train, 0, seed, split="train")
-    train, val = validation.make_validation(train, val_fraction, seed)
+    train, val = validation.make_validation(train, val_fraction, seed, val_min_images)
     test = render_images(category, image_size, n_test_good, n_test_defective, seed, split="test")
     return CategoryData(dataset="synthetic", category=category, train=train, val=val, test=test)
 

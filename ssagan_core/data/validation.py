@@ -7,21 +7,55 @@ validation mode of anomalib), so `val_auc` is a label-free proxy that is compute
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from .groups import group_index, shuffled_groups
 from .images import GOOD, ImageSet
 
 VAL_DEFECTS = ("cutpaste", "blob")
 
 
-def split_train_val(train: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Hold out `val_fraction` of the normal training images (at least one, and one stays for training)."""
+def val_size(n: int, val_fraction: float, val_min_images: int = 0) -> int:
+    """How many of `n` normal training images the validation split holds: `val_fraction` of them, or
+    `val_min_images` if more but then at most half of them (`n // 2`); at least one, and one stays for training.
+    `val_fraction` 0 holds out none."""
+    if n < 2 or val_fraction == 0:
+        return 0
+    # The minimum is capped at half so that it never takes most of a small category's training images; the fraction
+    # alone is not capped, as before: a study that asks for 0.6 gets 0.6.
+    return min(max(1, round(n * val_fraction), min(val_min_images, n // 2)), n - 1)
+
+
+def split_train_val(
+    train: ImageSet,
+    val_fraction: float,
+    seed: int,
+    val_min_images: int = 0,
+    groups: Sequence[str | None] | None = None,
+) -> tuple[ImageSet, ImageSet]:
+    """Hold out `val_size` of the normal training images. With `groups` (one key per image, None = a group of its
+    own) the images of one group are held out together: whole groups are drawn until at least `val_size` images
+    are held out, never the last group left for training. With a single group that is impossible, and the split is
+    per image."""
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction: must be in [0, 1), got {val_fraction}")
     n = len(train)
-    n_val = 0 if val_fraction == 0 else min(max(1, round(n * val_fraction)), n - 1)
-    order = np.random.default_rng(seed).permutation(n)
-    return train.subset(np.sort(order[n_val:])), train.subset(np.sort(order[:n_val]))
+    n_val = val_size(n, val_fraction, val_min_images)
+    group_of = group_index(groups, n)
+    if len(np.unique(group_of)) < 2:
+        group_of = np.arange(n)
+    held: list[int] = []
+    # Without groups this is the permutation of the images that the split has always drawn: the same split.
+    for members in shuffled_groups(group_of, np.random.default_rng(seed)):
+        if len(held) >= n_val:
+            break
+        if len(held) + len(members) < n:
+            held.extend(members.tolist())
+    is_val = np.zeros(n, bool)
+    is_val[held] = True
+    return train.subset(np.flatnonzero(~is_val)), train.subset(np.flatnonzero(is_val))
 
 
 def make_val_anomalies(normals: ImageSet, seed: int) -> ImageSet:
@@ -47,9 +81,16 @@ def make_val_anomalies(normals: ImageSet, seed: int) -> ImageSet:
     )
 
 
-def make_validation(train: ImageSet, val_fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Split `train` into (train, val) where val = held-out normals + their synthetic-defect copies."""
-    train, normals = split_train_val(train, val_fraction, seed)
+def make_validation(
+    train: ImageSet,
+    val_fraction: float,
+    seed: int,
+    val_min_images: int = 0,
+    groups: Sequence[str | None] | None = None,
+) -> tuple[ImageSet, ImageSet]:
+    """Split `train` into (train, val) where val = held-out normals (`split_train_val`) + their synthetic-defect
+    copies."""
+    train, normals = split_train_val(train, val_fraction, seed, val_min_images, groups)
     if len(normals) == 0:
         return train, normals
     normals = ImageSet(
