@@ -641,3 +641,25 @@ def test_the_runner_renders_the_report(tmp_path):
     assert "## Component effects" in text and "`attention`" in text
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (out / link).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_category_with_few_validation_normals_is_named(tmp_path):
+    rows = grid_rows(lambda f, s, c: base_auc(s, c), {"attention": [True, False]})
+    for r in rows:
+        r["n_val_normal"] = 6 if r["category"] == "wood" else 20
+    out = write_results(tmp_path, rows, grid_study({"grid": {"model.attention": [True, False]}}))
+    text = render_report(out).read_text()
+    assert "| **validation normals** | nut 20, wood 6; **fewer than 20 in wood**" in text
+
+
+def test_effects_can_be_judged_on_validation_auc(tmp_path):
+    """`analysis.metric: val_auc`: the effect is measured on val AUC (a choice made without the test set)."""
+    rows = grid_rows(lambda f, s, c: base_auc(s, c), {"score_normalize": ["none", "val_mean"]})
+    for r in rows:
+        r["val_auc"] = r["auc"] - 0.1 + (0.05 if r["score_normalize"] == "val_mean" else 0.0)
+    study = grid_study({"grid": {"model.score_normalize": ["none", "val_mean"]}})
+    study["analysis"] = {"metric": "val_auc"}
+    out = write_results(tmp_path, rows, study)
+    (effect,) = page(out).effects
+    assert effect.mean == pytest.approx(0.05) and effect.decision.verdict == "helps"
+    assert "validation AUC (`analysis.metric: val_auc`" in render_report(out).read_text()

@@ -127,15 +127,8 @@ def analyse(results: Results) -> Analysis:
     ok = rows[rows["status"] == OK]
     design = describe_design(results.study, rows)
     categories = list(dict.fromkeys(rows["category"]))
-    effects, inter = [], []
-    if design.kind == "grid":
-        effects = grid_effects(rows, design.levels, design.bases)
-        inter = interactions(rows, design.levels, design.bases)
-    elif design.kind == "loco":
-        effects = loco_effects(rows, design.removed)
     settings = results.study.analysis if results.study else AnalysisSettings()
-    adjusted = judge(adjust(effects + inter), settings, *seed_plan(results.study, rows))
-    effects, inter = adjusted[: len(effects)], adjusted[len(effects) :]
+    effects, inter = study_effects(results.study, rows, design, settings)
     return Analysis(
         out=results.out,
         study=results.study,
@@ -160,6 +153,21 @@ def analyse(results: Results) -> Analysis:
         all_effects=[e for e in effects + inter if e.n > 0],
         settings=settings,
     )
+
+
+def study_effects(
+    study: Study | None, rows: pd.DataFrame, design: Design, settings: AnalysisSettings
+) -> tuple[list[Effect], list[Effect]]:
+    """(main effects, interactions), judged together (one Bonferroni count) on `settings.metric`; what the report
+    shows and what adaptive seeds decide on."""
+    effects, inter = [], []
+    if design.kind == "grid":
+        effects = grid_effects(rows, design.levels, design.bases, settings.metric)
+        inter = interactions(rows, design.levels, design.bases, settings.metric)
+    elif design.kind == "loco":
+        effects = loco_effects(rows, design.removed, settings.metric)
+    judged = judge(adjust(effects + inter), settings, *seed_plan(study, rows))
+    return judged[: len(effects)], judged[len(effects) :]
 
 
 def seed_plan(study: Study | None, rows: pd.DataFrame) -> tuple:

@@ -124,6 +124,7 @@ def header(a: Analysis) -> list[str]:
         ("trials", trials_sentence(a, counts)),
         ("seeds", f"{', '.join(map(str, a.seeds))} ({len(a.seeds)})"),
         ("decision threshold", threshold_sentence(rows)),
+        ("validation normals", validation_sentence(rows)),
         ("compute", compute_sentence(rows)),
         ("shared settings", shared_settings(rows) or "none"),
         ("code version", ", ".join(sorted(set(rows.get("code_version", pd.Series(dtype=str)).dropna()))) or "?"),
@@ -132,6 +133,24 @@ def header(a: Analysis) -> list[str]:
     if devices:
         facts.append(("devices", ", ".join(devices)))
     return ["## Study", "", *md_table(["", ""], [[f"**{k}**", v] for k, v in facts]), ""]
+
+
+VAL_NORMALS_ENOUGH = 20  # `dataset.val_min_images`' default: fewer make a noisy threshold and val AUC
+
+
+def validation_sentence(rows: pd.DataFrame) -> str:
+    """Validation normal images per category, and a warning where a category has fewer than 20."""
+    if "n_val_normal" not in rows or rows["n_val_normal"].isna().all():
+        return "not recorded"
+    counts = rows.groupby("category")["n_val_normal"].min().dropna().astype(int)
+    text = ", ".join(f"{c} {n}" for c, n in counts.items())
+    few = counts[counts < VAL_NORMALS_ENOUGH]
+    if len(few):
+        text += (
+            f"; **fewer than {VAL_NORMALS_ENOUGH} in {', '.join(few.index)}**: the threshold (a quantile of these "
+            f"scores) and val AUC rest on few images there"
+        )
+    return text
 
 
 def design_sentence(a: Analysis) -> str:

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .analysis import Analysis
     from .render import FigureWriter
 
+METRIC_WORDS = {
+    "auc": "test AUC",
+    "val_auc": "validation AUC (`analysis.metric: val_auc`: a choice made without the test set)",
+}
 # Settings the scope sentence names (what a verdict holds for), with how they read.
 SCOPE = (("iterations", "{} iterations"), ("batch_size", "batch {}"), ("lr", "lr {}"))
 
@@ -31,7 +35,8 @@ def verdict_sentence(e: Effect, a: Analysis) -> str:
     d = e.decision
     kind = "interaction: " if e.interaction else ""
     verdict = f"**{d.verdict}**" if d.verdict in DECIDED else d.verdict
-    text = f"**{e.name}** ({kind}{e.change}): {verdict}, {signed(d.mean)} AUC {interval_text(e)} ({evidence(e)})"
+    unit = "val AUC" if a.settings.metric == "val_auc" else "AUC"
+    text = f"**{e.name}** ({kind}{e.change}): {verdict}, {signed(d.mean)} {unit} {interval_text(e)} ({evidence(e)})"
     text += f": {reason(e, a)}"
     split = disagreement(e)
     if split:
@@ -104,7 +109,8 @@ def method_paragraph(a: Analysis) -> str:
         else ""
     )
     return (
-        f"Effect: the paired difference in test AUC ({pairing}). Verdicts hold jointly at alpha = {s.alpha:g}: each "
+        f"Effect: the paired difference in {METRIC_WORDS[s.metric]} ({pairing}). Verdicts hold jointly at "
+        f"alpha = {s.alpha:g}: each "
         f"interval is a paired t-interval at confidence {correction}.{looks} *helps* / *hurts*: the interval "
         f"excludes 0; *negligible*: it lies inside ±{s.min_effect:g} "
         f"(`analysis.min_effect`; two one-sided tests); *undecided*: neither, so more seeds are needed. Cost: mean "

@@ -286,7 +286,9 @@ def reference_level(factor: str, levels: list, base: Any) -> Any:
     return base if base in levels else levels[0]
 
 
-def grid_effects(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, Any]) -> list[Effect]:
+def grid_effects(
+    rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, Any], metric: str = "auc"
+) -> list[Effect]:
     """Main effects of a grid: each level of each factor against its reference level, paired on everything else."""
     effects = []
     for factor, values in levels.items():
@@ -297,7 +299,7 @@ def grid_effects(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
         for level in values:
             if level == ref:
                 continue
-            pairs, dropped = paired(rows, factor, ref, level, match)
+            pairs, dropped = paired(rows, factor, ref, level, match, metric)
             two = len(values) == 2
             name = factor if two else f"{factor}={format_value(level)}"
             compared = tuple(rows.loc[rows[factor].isin([ref, level]), "variant"].unique())
@@ -305,7 +307,9 @@ def grid_effects(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
     return effects
 
 
-def interactions(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, Any]) -> list[Effect]:
+def interactions(
+    rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, Any], metric: str = "auc"
+) -> list[Effect]:
     """Two-factor interactions of two-level factors: per matched cell (y11 - y10) - (y01 - y00), where 1 is a
     factor's non-reference level; positive = the first factor's effect is larger when the second is switched too."""
     binary = [f for f, v in levels.items() if len(v) == 2]
@@ -316,7 +320,7 @@ def interactions(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
         match = [f for f in levels if f not in (a, b)] + ["seed", "category"]
         cells = rows.assign(_cell=[f"{int(x == on_a)}{int(y == on_b)}" for x, y in zip(rows[a], rows[b], strict=True)])
         wide = (
-            cells.groupby([*match, "_cell"])["auc"].first().unstack("_cell").reindex(columns=["00", "01", "10", "11"])
+            cells.groupby([*match, "_cell"])[metric].first().unstack("_cell").reindex(columns=["00", "01", "10", "11"])
         )
         ok = wide.notna().all(axis=1)
         dropped = int((~ok).sum())
@@ -330,7 +334,7 @@ def interactions(rows: pd.DataFrame, levels: dict[str, list], bases: dict[str, A
     return effects
 
 
-def loco_effects(rows: pd.DataFrame, removed: dict[str, tuple[str, Any]]) -> list[Effect]:
+def loco_effects(rows: pd.DataFrame, removed: dict[str, tuple[str, Any]], metric: str = "auc") -> list[Effect]:
     """Leave-one-component-out: effect of component c = AUC(base) - AUC(c off), paired on seed and category.
     `removed`: variant name -> (factor, its off value)."""
     base = rows[rows["variant"] == "base"]
@@ -338,7 +342,7 @@ def loco_effects(rows: pd.DataFrame, removed: dict[str, tuple[str, Any]]) -> lis
     for variant, (factor, off) in removed.items():
         both = pd.concat([base, rows[rows["variant"] == variant]])
         both = both.assign(_is_base=both["variant"] == "base")
-        pairs, dropped = paired(both, "_is_base", False, True, ["seed", "category"])
+        pairs, dropped = paired(both, "_is_base", False, True, ["seed", "category"], metric)
         base_value = base[factor].iloc[0] if len(base) and factor in base else None
         change = _change(factor, off, base_value) if base_value is not None else f"{format_value(off)} -> base"
         effects.append(replace(make_effect(factor, change, pairs, dropped), variants=("base", variant)))

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..report.analysis import prepare, seed_plan
+from ..report.analysis import prepare, study_effects
 from ..report.factors import describe_design
 from ..report.sequential import DECIDED
-from ..report.stats import Effect, grid_effects, interactions, judge, loco_effects
+from ..report.stats import Effect
 from ..results.rows import OK
 from ..study.design import TrialSpec, trial_specs
 from ..study.schema import Study
@@ -84,14 +84,7 @@ def judged(study: Study, trials: pd.DataFrame) -> list[Effect]:
     if not len(trials):
         return []
     rows = prepare(trials)
-    design = describe_design(study, rows)
-    if design.kind == "loco":
-        effects = loco_effects(rows, design.removed)
-    else:
-        effects = grid_effects(rows, design.levels, design.bases)
-    inter = interactions(rows, design.levels, design.bases) if design.kind == "grid" else []
-    # Judged together with the interactions, as in the report: the Bonferroni count is the same.
-    return judge(effects + inter, study.analysis, *seed_plan(study, rows))[: len(effects)]
+    return study_effects(study, rows, describe_design(study, rows), study.analysis)[0]
 
 
 def worst_case(study: Study, n_categories: int) -> int:

@@ -23,6 +23,7 @@ from ssagan_core.data import DataConfig, DatasetError
 from .design import model_config, variants
 from .schema import (
     DISTRIBUTIONS,
+    EFFECT_METRICS,
     SAMPLERS,
     SCHEDULERS,
     TOP_KEYS,
@@ -226,7 +227,9 @@ def _analysis(values: Any) -> Analysis:
         raise StudyError(f"analysis.min_effect: a change of AUC in (0, 1), got {a.min_effect!r}")
     if not is_number(a.alpha) or not 0 < a.alpha < 0.5:
         raise StudyError(f"analysis.alpha: a probability in (0, 0.5), got {a.alpha!r}")
-    return Analysis(float(a.min_effect), float(a.alpha))
+    if a.metric not in EFFECT_METRICS:
+        raise StudyError(f"analysis.metric: {a.metric!r} is not one of {', '.join(EFFECT_METRICS)}")
+    return Analysis(float(a.min_effect), float(a.alpha), a.metric)
 
 
 def _search(values: Any) -> Search | None:

@@ -15,6 +15,7 @@ from typing import Any
 DESIGNS = ("grid", "loco", "search")
 SAMPLERS = ("tpe", "random", "grid")
 SCHEDULERS = ("none", "asha")
+EFFECT_METRICS = ("auc", "val_auc")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "log_int", "choice")
 TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", "adaptive_seeds", *DESIGNS, "analysis",
             "resources")  # fmt: skip
@@ -71,6 +72,9 @@ class Analysis:
     alpha: float = 0.05
     """The chance, over the whole study, that any effect gets a wrong verdict (corrected for the number of effects
     and, with adaptive seeds, for the repeated looks); in (0, 0.5)."""
+    metric: str = "auc"
+    """What effects are measured on: `auc` (test AUC: how much a component helps) or `val_auc` (validation AUC: for
+    choosing a setting, which must not look at the test set)."""
 
 
 @dataclass(frozen=True)
