@@ -195,6 +195,8 @@ SHIPPED_TRIALS = {
     "factorial": 64,
     "loco": 30,
     "elpv_attention": 12,
+    "attention_adaptive": 40,  # adaptive seeds: the worst case (every variant at 10 seeds)
+    "score_normalize": 32,  # adaptive seeds: the worst case (every variant at 8 seeds)
 }
 
 
