@@ -20,12 +20,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .stats import HELPS, HURTS, Effect
+from .sequential import HELPS, HURTS, NEGLIGIBLE
+from .stats import Effect
 
 DPI = 110
 MIN_DPI = 50
 MAX_BYTES = 190_000  # per PNG
-COLOURS = {HELPS: "#1b7837", HURTS: "#b2182b"}
+COLOURS = {HELPS: "#1b7837", HURTS: "#b2182b", NEGLIGIBLE: "#2166ac"}
 NEUTRAL = "#555555"
 MAX_PANELS = 15  # MVTec AD has 15 categories
 
@@ -66,11 +67,14 @@ def save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def forest_plot(effects: list[Effect], path: Path) -> Path:
-    """Each effect's mean paired AUC difference with its 95% interval; green helps, red hurts, grey no evidence."""
+def forest_plot(effects: list[Effect], path: Path, min_effect: float | None = None) -> Path:
+    """Each effect's mean paired difference with its corrected interval and verdict (green helps, red hurts, blue
+    negligible, grey undecided); the band is +-min_effect."""
     fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(effects) + 1.3))
+    if min_effect:
+        ax.axvspan(-min_effect, min_effect, color=COLOURS[NEGLIGIBLE], alpha=0.08, lw=0)
     for y, e in enumerate(reversed(effects)):
-        colour = COLOURS.get(e.verdict, NEUTRAL)
+        colour = COLOURS.get(e.judged, NEUTRAL)
         if math.isfinite(e.low) and math.isfinite(e.high):
             ax.plot([e.low, e.high], [y, y], color=colour, lw=2.2, solid_capstyle="butt")
         ax.plot([e.mean], [y], "D" if e.interaction else "o", color=colour, ms=6)
@@ -81,16 +85,17 @@ def forest_plot(effects: list[Effect], path: Path) -> Path:
     for y, e in enumerate(reversed(effects)):
         interval = f" [{e.low:+.3f}, {e.high:+.3f}]" if math.isfinite(e.low) else ""
         ax.annotate(
-            f"{e.mean:+.3f}{interval}\n{e.verdict}",
+            f"{e.mean:+.3f}{interval}\n{e.judged}",
             (1.01, y),
             xycoords=("axes fraction", "data"),
             va="center",
             fontsize=7,
-            color=COLOURS.get(e.verdict, NEUTRAL),
+            color=COLOURS.get(e.judged, NEUTRAL),
         )
     ax.set_yticks(range(len(effects)))
     ax.set_yticklabels([f"{e.name}\n({e.change})" if len(e.change) < 30 else e.name for e in reversed(effects)])
-    ax.set_xlabel("paired AUC difference (after - before); dots = pairs, bar = 95% bootstrap CI")
+    band = f", band = ±{min_effect:g}" if min_effect else ""
+    ax.set_xlabel(f"paired difference (after - before); dots = pairs, bar = corrected interval{band}")
     ax.grid(axis="x", alpha=0.3)
     return save(fig, path)
 

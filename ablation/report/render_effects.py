@@ -240,7 +240,7 @@ def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
     lines += notes(a.effects)
     lines += category_table(a.effects + a.interactions)
     if a.all_effects:
-        lines += figs(figures.EFFECTS, lambda p: figures.forest_plot(a.all_effects, p))
+        lines += figs(figures.EFFECTS, lambda p: figures.forest_plot(a.all_effects, p, a.settings.min_effect))
     else:
         lines += ["_Forest plot skipped: no effect could be estimated (no matched pairs)._", ""]
     if a.interactions:
