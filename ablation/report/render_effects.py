@@ -118,8 +118,12 @@ def method_paragraph(a: Analysis) -> str:
     )
 
 
-def verdict_table(effects: list[Effect], cost: bool = True, flags: dict[str, list[str]] | None = None) -> list[str]:
+def verdict_table(
+    effects: list[Effect], cost: bool = True, flags: dict[str, list[str]] | None = None, looks: int = 0
+) -> list[str]:
+    """The effects' table; `looks` > 1 (adaptive seeds) adds the look that decided each effect."""
     headers = ["factor", "change", "effect on AUC [interval]", "level", "pairs (seeds)", "pairs higher", "verdict"]
+    headers += ["decided at"] if looks > 1 else []
     headers += ["models flagged"] if flags is not None else []
     if cost:
         headers += ["params", "train time", "images/s"]
@@ -128,11 +132,14 @@ def verdict_table(effects: list[Effect], cost: bool = True, flags: dict[str, lis
         d = e.decision
         if d is None:
             row = [f"`{e.name}`", e.change, "—", "—", f"0 ({e.dropped} dropped)", "—", "not estimable"]
+            row += ["—"] if looks > 1 else []
         else:
             verdict = f"**{d.verdict}**" if d.verdict in DECIDED else d.verdict
             level = f"{100 * d.confidence:.3g}%" if math.isfinite(d.confidence) else "—"
             pairs = f"{d.n} ({d.seeds})"
             row = [f"`{e.name}`", e.change, f"{signed(d.mean)} {interval_text(e)}", level, pairs, wins_text(e), verdict]
+            if looks > 1:
+                row.append(f"look {d.look} of {looks}" if d.verdict in DECIDED else f"not decided (look {d.look})")
         if flags is not None:
             row.append(", ".join(f"`{v}`" for v in e.variants if flags.get(v)) or "none")
         if cost:
@@ -229,7 +236,8 @@ def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
     if not a.effects:
         return [*lines, "_No effects: the study has one variant, so there is nothing to compare._", ""]
     flags = variant_flags(a)
-    lines += [method_paragraph(a), "", *verdict_table(a.effects, flags=flags), ""]
+    looks = len(a.study.adaptive_seeds.looks()) if a.study and a.study.adaptive_seeds else 0
+    lines += [method_paragraph(a), "", *verdict_table(a.effects, flags=flags, looks=looks), ""]
     if any(flags.values()):
         lines += [
             "A flagged model ranks below chance, swings by more than 0.1 AUC between seeds, or was still improving at "
@@ -250,7 +258,7 @@ def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
             "Per matched cell, (both switched - first only) - (second only - neither): positive means the first "
             "factor's effect is larger when the second factor is switched too. Same interval and verdicts as above.",
             "",
-            *verdict_table(a.interactions, cost=False),
+            *verdict_table(a.interactions, cost=False, looks=looks),
             "",
             *notes(a.interactions),
         ]
