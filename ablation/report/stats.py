@@ -57,6 +57,12 @@ class Effect:
     decision: Decision | None = None  # the verdict from the corrected interval (`judge`); low/high are its interval
     by_category: dict[str, Decision] = field(default_factory=dict)  # the same interval over one category's pairs
     variants: tuple[str, ...] = ()  # the variants it compares (what adaptive seeds re-run while it is undecided)
+    check: tuple[float, float] = (math.nan, math.nan)  # the bootstrap interval, kept here by `judge`
+
+    @property
+    def bootstrap(self) -> tuple[float, float]:
+        """The distribution-free check's 95% bootstrap interval (low/high before `judge` replaces them)."""
+        return self.check if self.decision else (self.low, self.high)
 
     @property
     def judged(self) -> str:
@@ -231,9 +237,11 @@ def judge(
         cutoff = counts[decision.look - 1] if decision.look else len(seeds)
         keep = np.array([rank.get(s, len(seeds)) < cutoff for s in e.pair_seeds.tolist()], dtype=bool)
         if not keep.all():  # decided before the last seeds (run for other effects): those are not this effect's
-            mean, _, _, p, verdict, note = summarize(e.diffs[keep])
+            mean, low, high, p, verdict, note = summarize(e.diffs[keep])
             e = replace(
                 e,
+                low=low,
+                high=high,
                 diffs=e.diffs[keep],
                 pair_seeds=e.pair_seeds[keep],
                 mean=mean,
@@ -243,7 +251,8 @@ def judge(
                 pair_categories=e.pair_categories[keep] if len(e.pair_categories) else e.pair_categories,
             )
         categories = _by_category(e, decision.confidence, settings.min_effect)
-        out.append(replace(e, decision=decision, low=decision.low, high=decision.high, by_category=categories))
+        checked = {"check": (e.low, e.high), "by_category": categories}
+        out.append(replace(e, decision=decision, low=decision.low, high=decision.high, **checked))
     return out
 
 

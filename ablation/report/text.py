@@ -33,8 +33,10 @@ SHOWN_SETTINGS = (
 
 
 def effect_sentence(e: Effect) -> str:
-    """One plain-words line: "attention (off -> on): helps, +0.041 AUC [+0.012, +0.070], p = 0.031 (12/12 pairs
-    higher); costs 1.05x params, 1.4x train time, 0.7x images/s", and why when there is no verdict."""
+    """The distribution-free check of an effect (bootstrap interval, signed-rank p, BH q) as one plain-words line,
+    for scripts; the report's verdicts are `render_effects.verdict_sentence`. E.g. "attention (off -> on): helps,
+    +0.041 AUC [+0.012, +0.070], p = 0.031 (12/12 pairs higher); costs 1.05x params, 1.4x train time", and why when
+    there is no verdict."""
     if e.n == 0:
         return f"**{e.name}** ({e.change}): not estimable, no matched pairs ({e.dropped} dropped)"
     if e.interaction:
@@ -57,52 +59,6 @@ def cost_words(cost: dict[str, float]) -> str:
     names = {"params": "params", "train_seconds": "train time", "images_per_second": "images/s"}
     parts = [f"{ratio(v)} {names[k]}" for k, v in cost.items() if math.isfinite(v)]
     return ", ".join(parts)
-
-
-def effect_method(kind: str) -> str:
-    pairing = (
-        "base - component off, matched on seed and category"
-        if kind == "loco"
-        else ("after - before, matched on every other factor, seed and category")
-    )
-    return (
-        f"Paired difference in test AUC ({pairing}). Interval: 95% BCa bootstrap of the mean (scipy.stats.bootstrap, "
-        f"9,999 resamples; percentile where BCa is undefined). p: two-sided Wilcoxon signed-rank test "
-        f"(scipy.stats.wilcoxon). Verdict: *helps* / *hurts* when the interval excludes 0 and p < {ALPHA:g}, else "
-        f"*no evidence either way*. q: p adjusted for the number of effects tested (Benjamini-Hochberg, "
-        f"scipy.stats.false_discovery_control); a verdict with q >= {ALPHA:g} may be one of the chance findings "
-        f"expected when many effects are tested. Cost: mean after / mean before over the same pairs."
-    )
-
-
-def effect_table(effects: list[Effect], cost: bool = True) -> list[str]:
-    headers = ["factor", "change", "effect on AUC [95% CI]", "p", "q", "pairs higher", "verdict"]
-    if cost:
-        headers += ["params", "train time", "images/s"]
-    body = []
-    for e in effects:
-        verdict = f"**{e.verdict}**" if e.verdict in (HELPS, HURTS) else e.verdict
-        q = "—" if not math.isfinite(e.q) else f"{e.q:.3f}"
-        row = [f"`{e.name}`", e.change, f"{signed(e.mean)} {ci_text(e)}", p_text(e.p), q, wins_text(e), verdict]
-        if cost:
-            row += [ratio(e.cost.get(k)) for k in ("params", "train_seconds", "images_per_second")]
-        body.append(row)
-    return md_table(headers, body)
-
-
-def effect_notes(effects: list[Effect]) -> list[str]:
-    lines = []
-    for e in effects:
-        parts = [e.note] if e.note else []
-        if e.verdict in (HELPS, HURTS) and chance(e):
-            parts.append(f"q = {e.q:.2f} after adjusting for the effects tested: may be a chance finding")
-        if e.dropped:
-            parts.append(
-                f"{e.dropped} pair{'s' if e.dropped > 1 else ''} dropped (one side failed, stopped or missing)"
-            )
-        if parts:
-            lines.append(f"- `{e.name}`: {'; '.join(parts)}.")
-    return [*lines, ""] if lines else []
 
 
 def threshold_sentence(rows: pd.DataFrame) -> str:
@@ -171,9 +127,11 @@ def cell(mean: float, std: float, n: int) -> str:
 
 
 def ci_text(e: Effect) -> str:
-    if not (math.isfinite(e.low) and math.isfinite(e.high)):
+    """The bootstrap interval of the distribution-free check."""
+    low, high = e.bootstrap
+    if not (math.isfinite(low) and math.isfinite(high)):
         return "[no interval: one pair]" if e.n == 1 else "[no interval]"
-    return f"[{e.low:+.3f}, {e.high:+.3f}]"
+    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def p_text(p: float) -> str:
