@@ -221,3 +221,25 @@ def test_an_adaptive_run_runs_the_rounds_its_report_decides(tmp_path):
     assert f"look {effect.decision.look} of 2" in (out / "report.md").read_text()
     assert main([str(path), "--out", str(out), "--serial", "--resume"]) == 0
     assert len(load_results(out).trials) == len(results.trials)
+
+
+@pytest.mark.slow
+def test_the_time_budget_stops_before_a_new_round(tmp_path, capsys):
+    import yaml
+
+    raw = {
+        "name": "adaptive_hours",
+        "dataset": {"kind": "synthetic", "categories": ["nut"], "image_size": 16},
+        "model": {"model": "ssagan", "base_channels": 4, "max_channels": 8, "ndf": 4, "depth": 3},
+        "train": {"iterations": 20, "batch_size": 4},
+        "adaptive_seeds": {"initial": 2, "max": 6, "step": 2, "max_hours": 1e-6},
+        "analysis": {"min_effect": 0.0001},
+        "grid": {"train.lr": [0.0002, 0.005]},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main([str(path), "--out", str(tmp_path / "out"), "--serial", "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "adaptive seeds: round 1: the first seeds" in err
+    assert "adaptive seeds: stopped: adaptive_seeds.max_hours (1e-06 h) spent; --resume continues" in err
+    assert len(load_results(tmp_path / "out").trials) == 4
