@@ -114,7 +114,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     elif args.serial:
         from .serial import run_serial
 
-        with StudyView(study.name, planned, store, console) as view:
+        with StudyView(study.name, planned, store, console, at_most=study.adaptive_seeds is not None) as view:
             for todo in rounds:
                 run_serial(todo, data, store, RunContext.of(study), view)
         status = EXIT_OK
@@ -200,7 +200,7 @@ def _run_on_ray(
         storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
         storage = storage or str((out / "ray").resolve())
         missing = 0
-        with StudyView(study.name, planned, store, console) as view:
+        with StudyView(study.name, planned, store, console, at_most=study.adaptive_seeds is not None) as view:
             if study.design != "search":
                 for todo in rounds:  # each round its own Tune experiment (round-1, round-2, ... under storage)
                     context = RunContext.of(study, storage, driver.next_round(storage))

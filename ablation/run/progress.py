@@ -20,8 +20,11 @@ from ..results.rows import FAILED, OK
 class StudyView:
     """Trials done / running / failed / pending, elapsed time and ETA, and the best AUC so far."""
 
-    def __init__(self, study: str, total: int, store: ResultStore, console: Console | None = None) -> None:
-        self.study, self.total, self.store = study, total, store
+    def __init__(
+        self, study: str, total: int, store: ResultStore, console: Console | None = None, at_most: bool = False
+    ) -> None:
+        """`at_most`: `total` is a worst case (adaptive seeds stop when every effect is decided)."""
+        self.study, self.total, self.store, self.at_most = study, total, store, at_most
         self.console = console or Console(stderr=True)
         self.running: set[str] = set()
         self.started_at = time.monotonic()
@@ -35,7 +38,8 @@ class StudyView:
             self.live.__enter__()
         else:
             self.console.print(
-                f"study {self.study}: {self.total} trials, {self.start_count} already recorded",
+                f"study {self.study}: {'at most ' if self.at_most else ''}{self.total} trials, "
+                f"{self.start_count} already recorded",
                 highlight=False,
                 markup=False,
                 soft_wrap=True,
