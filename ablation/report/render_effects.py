@@ -23,6 +23,7 @@ METRIC_WORDS = {
     "auc": "test AUC",
     "val_auc": "validation AUC (`analysis.metric: val_auc`: a choice made without the test set)",
 }
+UNITS = {"auc": "AUC", "val_auc": "val AUC"}
 # Settings the scope sentence names (what a verdict holds for), with how they read.
 SCOPE = (("iterations", "{} iterations"), ("batch_size", "batch {}"), ("lr", "lr {}"))
 
@@ -35,7 +36,7 @@ def verdict_sentence(e: Effect, a: Analysis) -> str:
     d = e.decision
     kind = "interaction: " if e.interaction else ""
     verdict = f"**{d.verdict}**" if d.verdict in DECIDED else d.verdict
-    unit = "val AUC" if a.settings.metric == "val_auc" else "AUC"
+    unit = UNITS[a.settings.metric]
     text = f"**{e.name}** ({kind}{e.change}): {verdict}, {signed(d.mean)} {unit} {interval_text(e)} ({evidence(e)})"
     text += f": {reason(e, a)}"
     split = disagreement(e)
@@ -119,10 +120,14 @@ def method_paragraph(a: Analysis) -> str:
 
 
 def verdict_table(
-    effects: list[Effect], cost: bool = True, flags: dict[str, list[str]] | None = None, looks: int = 0
+    effects: list[Effect],
+    cost: bool = True,
+    flags: dict[str, list[str]] | None = None,
+    looks: int = 0,
+    unit: str = "AUC",
 ) -> list[str]:
     """The effects' table; `looks` > 1 (adaptive seeds) adds the look that decided each effect."""
-    headers = ["factor", "change", "effect on AUC [interval]", "level", "pairs (seeds)", "pairs higher", "verdict"]
+    headers = ["factor", "change", f"effect on {unit} [interval]", "level", "pairs (seeds)", "pairs higher", "verdict"]
     headers += ["decided at"] if looks > 1 else []
     headers += ["models flagged"] if flags is not None else []
     if cost:
@@ -237,7 +242,8 @@ def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
         return [*lines, "_No effects: the study has one variant, so there is nothing to compare._", ""]
     flags = variant_flags(a)
     looks = len(a.study.adaptive_seeds.looks()) if a.study and a.study.adaptive_seeds else 0
-    lines += [method_paragraph(a), "", *verdict_table(a.effects, flags=flags, looks=looks), ""]
+    unit = UNITS[a.settings.metric]
+    lines += [method_paragraph(a), "", *verdict_table(a.effects, flags=flags, looks=looks, unit=unit), ""]
     if any(flags.values()):
         lines += [
             "A flagged model ranks below chance, swings by more than 0.1 AUC between seeds, or was still improving at "
@@ -258,7 +264,7 @@ def effect_section(a: Analysis, figs: FigureWriter) -> list[str]:
             "Per matched cell, (both switched - first only) - (second only - neither): positive means the first "
             "factor's effect is larger when the second factor is switched too. Same interval and verdicts as above.",
             "",
-            *verdict_table(a.interactions, cost=False, looks=looks),
+            *verdict_table(a.interactions, cost=False, looks=looks, unit=unit),
             "",
             *notes(a.interactions),
         ]
