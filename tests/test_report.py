@@ -663,3 +663,27 @@ def test_effects_can_be_judged_on_validation_auc(tmp_path):
     (effect,) = page(out).effects
     assert effect.mean == pytest.approx(0.05) and effect.decision.verdict == "helps"
     assert "validation AUC (`analysis.metric: val_auc`" in render_report(out).read_text()
+
+
+def test_categories_decided_in_opposite_directions_are_said(tmp_path):
+    """Attention adds 0.1 on nut and takes 0.1 on wood, in every seed: each category is decided, in opposite
+    directions; the pooled effect (0 on average) must not hide it."""
+    levels = {"attention": [True, False]}
+    rows = grid_rows(
+        lambda f, s, c: base_auc(s, c) + (0.1 + 0.001 * s) * f["attention"] * (1 if c == "nut" else -1),
+        levels,
+        seeds=range(5),
+    )
+    out = write_results(tmp_path, rows, grid_study({"grid": {"model.attention": [True, False]}}, seeds=range(5)))
+    (effect,) = page(out).effects
+    assert effect.by_category["nut"].verdict == "helps" and effect.by_category["wood"].verdict == "hurts"
+    assert effect.decision.verdict == "undecided"
+    summary = render_report(out).read_text().split("## Study")[0]
+    assert "**categories disagree**: helps on nut, hurts on wood" in summary
+
+
+def test_the_summary_names_the_scope_of_its_verdicts(tmp_path):
+    rows = grid_rows(lambda f, s, c: base_auc(s, c) + 0.05 * f["attention"], {"attention": [True, False]})
+    out = write_results(tmp_path, rows, grid_study({"grid": {"model.attention": [True, False]}}))
+    summary = render_report(out).read_text().split("## Study")[0]
+    assert "These verdicts hold for what was run: synthetic (nut, wood) at 32 px, 20 iterations" in summary
