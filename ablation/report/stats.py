@@ -227,13 +227,13 @@ def judge(
         return effects
     counts = adaptive.looks() if adaptive else [len(seeds)]
     share = settings.alpha / len(effects)
+    rank = {s: i for i, s in enumerate(seeds)}
     out = []
     for e in effects:
         if e.n == 0 or len(e.pair_seeds) != e.n:
             out.append(e)
             continue
         decision = decide(e.diffs, e.pair_seeds, seeds, counts, share, settings.min_effect)
-        rank = {s: i for i, s in enumerate(seeds)}
         cutoff = counts[decision.look - 1] if decision.look else len(seeds)
         keep = np.array([rank.get(s, len(seeds)) < cutoff for s in e.pair_seeds.tolist()], dtype=bool)
         if not keep.all():  # decided before the last seeds (run for other effects): those are not this effect's
