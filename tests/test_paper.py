@@ -115,6 +115,7 @@ def test_table_2_labels_each_row_with_its_protocol(tmp_path):
     assert "| proposed (ssagan) | AUC | 0.89 | 0.850 ± 0.000 | -0.040 | paper protocol |" in text
     # GANomaly has no score mix and no max_channels: its differences are the widths, iterations and lr.
     assert "| GANomaly | AUC | 0.80 | 0.800 ± 0.000 | +0.000 | our protocol (4 differences, listed above) |" in text
+    assert "- the split: ours keeps all surfaces of one commutator (`kosNN`) on one side" in text
 
 
 @pytest.mark.parametrize("name", ["paper_mvtec", "paper_kolektor"])
