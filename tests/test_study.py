@@ -192,6 +192,7 @@ SHIPPED_TRIALS = {
     "factorial": 64,
     "loco": 30,
     "elpv_attention": 12,
+    "elpv_recipe": 12,
 }
 
 
