@@ -62,10 +62,8 @@ def test_scoring_is_eval_mode_and_independent_of_order_and_batch(model: str) -> 
     np.testing.assert_allclose(one_by_one, scores, rtol=1e-5, atol=1e-6)
 
 
-def test_resume_continues_exactly(data) -> None:
-    cfg = ModelConfig(image_size=32, **TINY)
-    tc = dataclasses.replace(QUICK, input_noise=0.05)
-    straight = train(cfg, tc, data, seed=1)
+def interrupted_state(cfg: ModelConfig, tc, data, seed: int) -> list[dict]:
+    """The checkpoint of a run stopped (KeyboardInterrupt) at its first report, as a one-item list."""
     saved = []
 
     def crash_after_first_report(p: training.Progress) -> None:
@@ -73,7 +71,15 @@ def test_resume_continues_exactly(data) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tc, data, seed=1, callback=crash_after_first_report)
+        train(cfg, tc, data, seed=seed, callback=crash_after_first_report)
+    return saved
+
+
+def test_resume_continues_exactly(data) -> None:
+    cfg = ModelConfig(image_size=32, **TINY)
+    tc = dataclasses.replace(QUICK, input_noise=0.05)
+    straight = train(cfg, tc, data, seed=1)
+    saved = interrupted_state(cfg, tc, data, seed=1)
     assert saved[0]["iteration"] == 2
     resumed = train(cfg, tc, data, seed=1, resume=saved[0])
     np.testing.assert_array_equal(resumed.test_scores["score"], straight.test_scores["score"])
@@ -95,14 +101,7 @@ def test_resume_between_discriminator_reinits_continues_exactly(data) -> None:
 
     straight = train(cfg, tc, data, seed=1, callback=keep_final_weights)
     assert straight.metrics["d_reinits"] == 4
-    saved = []
-
-    def crash_after_first_report(p: training.Progress) -> None:
-        saved.append(p.state())
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg, tc, data, seed=1, callback=crash_after_first_report)
+    saved = interrupted_state(cfg, tc, data, seed=1)
     assert saved[0]["iteration"] == 2 and saved[0]["d_reinits"] == 2
     torch.manual_seed(123)  # the global RNG plays no part in a re-init
     resumed = train(cfg, tc, data, seed=1, callback=keep_final_weights, resume=saved[0])
