@@ -34,9 +34,7 @@ def parse_adaptive_seeds(values: Any) -> AdaptiveSeeds | None:
     """`adaptive_seeds: {initial, max, step, max_trials, max_hours}`, checked; None when not given."""
     if values is None:
         return None
-    if not isinstance(values, dict):
-        raise StudyError(f"adaptive_seeds: a mapping {{initial, max, step}}, got {kind(values)}")
-    no_unknown(values, tuple(f.name for f in dataclasses.fields(AdaptiveSeeds)), "adaptive_seeds.")
+    _mapping_of(values, AdaptiveSeeds, "adaptive_seeds")
     r = AdaptiveSeeds(**values)
     for key, low in (("initial", 2), ("max", 2), ("step", 1)):
         value = getattr(r, key)
@@ -53,9 +51,7 @@ def parse_adaptive_seeds(values: Any) -> AdaptiveSeeds | None:
 
 def parse_analysis(values: Any) -> Analysis:
     values = values or {}
-    if not isinstance(values, dict):
-        raise StudyError(f"analysis: a mapping (min_effect, alpha), got {kind(values)}")
-    no_unknown(values, tuple(f.name for f in dataclasses.fields(Analysis)), "analysis.")
+    _mapping_of(values, Analysis, "analysis")
     a = Analysis(**values)
     if not is_number(a.min_effect) or not 0 < a.min_effect < 1:
         raise StudyError(f"analysis.min_effect: a change of AUC in (0, 1), got {a.min_effect!r}")
@@ -69,9 +65,7 @@ def parse_analysis(values: Any) -> Analysis:
 def parse_search(values: Any) -> Search | None:
     if values is None:
         return None
-    if not isinstance(values, dict):
-        raise StudyError(f"search: a mapping, got {kind(values)}")
-    no_unknown(values, tuple(f.name for f in dataclasses.fields(Search)), "search.")
+    _mapping_of(values, Search, "search")
     sampler = values.get("sampler", "tpe")
     if sampler not in SAMPLERS:
         raise StudyError(f"search.sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}")
@@ -127,9 +121,7 @@ def _dimension(key: str, spec: Any, types: dict[str, tuple], sampler: str) -> Di
 
 def parse_resources(values: Any) -> Resources:
     values = values or {}
-    if not isinstance(values, dict):
-        raise StudyError(f"resources: a mapping, got {kind(values)}")
-    no_unknown(values, tuple(f.name for f in dataclasses.fields(Resources)), "resources.")
+    _mapping_of(values, Resources, "resources")
     r = Resources(**values)
     if not is_number(r.cpus_per_trial) or r.cpus_per_trial <= 0:
         raise StudyError(f"resources.cpus_per_trial: a number > 0, got {r.cpus_per_trial!r}")
@@ -144,3 +136,11 @@ def parse_resources(values: Any) -> Resources:
     if not is_number(r.checkpoint_seconds) or r.checkpoint_seconds <= 0:
         raise StudyError(f"resources.checkpoint_seconds: a number > 0, got {r.checkpoint_seconds!r}")
     return r
+
+
+def _mapping_of(values: Any, cls: type, section: str) -> None:
+    """`values` is a mapping of `cls`'s fields, else a one-line StudyError naming the section or the unknown key."""
+    keys = tuple(f.name for f in dataclasses.fields(cls))
+    if not isinstance(values, dict):
+        raise StudyError(f"{section}: a mapping ({', '.join(keys)}), got {kind(values)}")
+    no_unknown(values, keys, f"{section}.")
