@@ -17,6 +17,7 @@ UPS = SWITCHES["up"]
 SCORE_NORMALIZE = ("none", "val_mean")
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_RULES = ("val_quantile", "val_f1")
+LR_SCHEDULES = ("constant", "cosine", "linear")
 RUNTIME_FIELDS = ("device", "num_threads")
 """`TrainConfig` fields that say where a run executes, not what it is: the runner sets them per machine, a study file
 cannot, and a result's settings leave them out."""
@@ -164,6 +165,12 @@ class TrainConfig:
     """Training images per step (capped at the number of training images)."""
     lr: float = 2e-4
     """Adam's learning rate for both networks (the paper's 2e-4)."""
+    lr_schedule: str = "constant"
+    """The learning rate over the run, for both networks: `constant` (the paper's; the official code builds a
+    linear-decay scheduler but never steps it), `cosine` (lr x (1 + cos(pi t / iterations)) / 2, down to 0 at the
+    end) or `linear` (pix2pix's `linear` policy: constant for the first half, then linearly down to 0). A decay to 0
+    makes the final networks, and so the scores, depend much less on the last few steps (docs/studies.md, "The ELPV
+    recipe")."""
     beta1: float = 0.5
     """Adam's beta1 (0.5, as DCGAN and the official codes)."""
     beta2: float = 0.999
@@ -231,6 +238,7 @@ class TrainConfig:
             self.reinit_d_below,
         )
         _choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check(
             "threshold_quantile",
             is_number(self.threshold_quantile) and 0 < self.threshold_quantile < 1,

@@ -64,7 +64,7 @@ def train(
         # 2. Loop: a batch, the losses, one step of each network, a report every `log_every` (and `eval_every`).
         for it in range(run.start, train_cfg.iterations):
             x, x_in = _batch(run, it)
-            terms = _step(run, x, x_in)
+            terms = _step(run, x, x_in, it)
             run.meter.add({"loss_g": terms.g, "loss_d": terms.d, **terms.parts})
             done = it + 1
             evaluate = bool(train_cfg.eval_every) and done % train_cfg.eval_every == 0 and done < train_cfg.iterations
@@ -213,7 +213,18 @@ def _batch(run: _Run, it: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, x_in
 
 
-def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor) -> LossTerms:
+def lr_factor(schedule: str, it: int, iterations: int) -> float:
+    """The learning rate of iteration `it` (0-based) as a share of `lr`, under `TrainConfig.lr_schedule`. A pure
+    function of the iteration, so a resumed run follows the same schedule with nothing more in its checkpoint."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * it / iterations))
+    if schedule == "linear":  # pix2pix: n_epochs constant, then n_epochs_decay down to 0 (here half and half)
+        half = iterations // 2
+        return 1.0 if it < half else 1.0 - (it - half) / (iterations - half)
+    return 1.0
+
+
+def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor, it: int) -> LossTerms:
     """One update of each network from one shared graph (losses.py), then the official codes' discriminator reset."""
     with run.autocast:
         terms = LOSSES[run.model_cfg.model](run.model_cfg, run.g_step, run.d_step, x, x_in, run.rng)
@@ -221,6 +232,10 @@ def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor) -> LossTerms:
     run.opt_d.zero_grad(set_to_none=True)
     terms.g.backward(inputs=run.g_params, retain_graph=True)  # G's gradient only: D is not trained on it
     terms.d.backward(inputs=run.d_params)  # D's gradient only: its fake term does not reach G
+    if run.train_cfg.lr_schedule != "constant":
+        lr = run.train_cfg.lr * lr_factor(run.train_cfg.lr_schedule, it, run.train_cfg.iterations)
+        for group in (*run.opt_g.param_groups, *run.opt_d.param_groups):
+            group["lr"] = lr
     run.opt_g.step()
     run.opt_d.step()
     # Both official codes restart a discriminator that has won outright.
