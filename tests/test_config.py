@@ -67,6 +67,7 @@ def test_bad_model_values_name_the_field(kwargs: dict, message: str) -> None:
         ({"lr": 0.0}, "lr: must be a number in (0, 1)"),
         ({"device": "tpu"}, "device: 'tpu' is not one of 'auto', 'cpu', 'cuda'"),
         ({"threshold_rule": "test_f1"}, "threshold_rule: 'test_f1' is not one of 'val_quantile', 'val_f1'"),
+        ({"lr_schedule": "step"}, "lr_schedule: 'step' is not one of 'constant', 'cosine', 'linear'"),
         ({"threshold_quantile": 1.0}, "threshold_quantile: must be a number in (0, 1)"),
         ({"input_noise": -0.1}, "input_noise: must be a number >= 0"),
         ({"deterministic": "yes"}, "deterministic: must be true or false, got 'yes'"),

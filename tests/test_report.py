@@ -71,6 +71,7 @@ def row(variant: str, seed: int, category: str, auc: float, **settings) -> dict:
         "iterations": 20,
         "batch_size": 4,
         "lr": 2e-4,
+        "lr_schedule": "constant",
         "beta1": 0.5,
         "beta2": 0.999,
         "input_noise": 0.0,

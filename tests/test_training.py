@@ -4,6 +4,7 @@ progress reporting, and a short run that learns the embedded dataset."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 
 import numpy as np
@@ -84,6 +85,41 @@ def test_resume_continues_exactly(data) -> None:
     resumed = train(cfg, tc, data, seed=1, resume=saved[0])
     np.testing.assert_array_equal(resumed.test_scores["score"], straight.test_scores["score"])
     assert [h["iteration"] for h in resumed.history] == [2, 4]
+
+
+def test_lr_schedules_decay_to_zero_at_the_end() -> None:
+    """cosine: lr x (1 + cos(pi t / T)) / 2; linear: pix2pix's, constant for the first half, then down to 0. The last
+    step still learns (a share above 0) and no step is above the configured lr."""
+    t = 10
+    assert [training.lr_factor("constant", i, t) for i in range(t)] == [1.0] * t
+    cosine = [training.lr_factor("cosine", i, t) for i in range(t)]
+    assert cosine[0] == 1.0 and cosine[5] == pytest.approx(0.5) and 0 < cosine[-1] < 0.03
+    assert all(a > b for a, b in itertools.pairwise(cosine))
+    linear = [training.lr_factor("linear", i, t) for i in range(t)]
+    assert linear == pytest.approx([1, 1, 1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2])
+
+
+def test_a_scheduled_run_sets_the_lr_and_resumes_exactly(data) -> None:
+    """The optimisers' lr follows the schedule (read from the checkpoint at each report), and a run resumed half way
+    ends with the same scores as an uninterrupted one: the schedule is a function of the iteration alone."""
+    cfg = ModelConfig(image_size=32, **TINY)
+    tc = dataclasses.replace(QUICK, lr_schedule="cosine")
+    lrs: list[tuple[int, float, float]] = []
+
+    def keep_lr(p: training.Progress) -> None:
+        state = p.state()
+        lrs.append((p.iteration, state["opt_g"]["param_groups"][0]["lr"], state["opt_d"]["param_groups"][0]["lr"]))
+
+    straight = train(cfg, tc, data, seed=1, callback=keep_lr)
+    # the lr of the last step taken before each report (iterations 2 and 4 of 4)
+    expected = [tc.lr * training.lr_factor("cosine", i - 1, 4) for i in (2, 4)]
+    assert [i for i, _, _ in lrs] == [2, 4]
+    assert [g for _, g, _ in lrs] == pytest.approx(expected) and [d for _, _, d in lrs] == pytest.approx(expected)
+    constant = train(cfg, QUICK, data, seed=1)
+    assert not np.array_equal(constant.test_scores["score"], straight.test_scores["score"])
+    saved = interrupted_state(cfg, tc, data, seed=1)
+    resumed = train(cfg, tc, data, seed=1, resume=saved[0])
+    np.testing.assert_array_equal(resumed.test_scores["score"], straight.test_scores["score"])
 
 
 def test_resume_between_discriminator_reinits_continues_exactly(data) -> None:
