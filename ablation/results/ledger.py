@@ -1,14 +1,18 @@
 """The output folder of a study: its file names, the ledger that writes it, and the reader that loads it back.
 
 `trials.parquet` has one row per grid point (keyed by the trial key, not Ray's trial id, which changes when a study is
-resumed); a new outcome for a key replaces the old one, in all three Parquet files. Every file is rewritten whole and
-atomically (a temporary file, then `os.replace`) after each finished trial, so a reader never sees a partial file
-and a crash loses nothing finished. `study.yaml` is the validated study as it ran.
+resumed); a new outcome for a key replaces the old one, in all three Parquet files. Every file is written atomically
+(a temporary file, then `os.replace`), so a reader never sees a partial file and a crash loses nothing finished;
+recording a trial writes its own scores and history only (see `ResultStore`), so its cost stays flat as a study
+grows. `study.yaml` is the validated study as it ran.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from ..study.schema import Study
 
 TRIALS_FILE, SCORES_FILE, HISTORY_FILE = "trials.parquet", "scores.parquet", "history.parquet"
 STUDY_FILE = "study.yaml"
+PENDING_TRIALS = ".trials.pending"  # trials rows recorded since trials.parquet was last rewritten, one part each
+TRIALS_REWRITE_S = 1.0
 REQUIRED = ("trial_key", "variant", "seed", "category", "status", "auc")  # what makes a file a trials ledger
 
 
@@ -28,13 +34,22 @@ class ResultsError(Exception):
 
 
 class ResultStore:
-    """The Parquet files of one study output folder, loaded once and rewritten as trials finish."""
+    """The Parquet files of one study output folder, written as trials finish at a cost that does not grow with them.
+
+    `trials.parquet` (one small row per trial, also kept in memory for the driver's bookkeeping) is rewritten whole.
+    The per-image `scores` and per-step `history` rows are not kept in memory: while a study runs, each of those two
+    tables is a folder named like the file (`scores.parquet/`) of one part file per trial key (`part-<hash>.parquet`,
+    written atomically, so a new outcome of a key replaces its part), which pandas and pyarrow read as one table.
+    `finish()` folds each folder back into one file (the form at rest), swapping it in so that a reader sees the whole
+    folder or the whole file at every moment (`load_results` also reads a folder caught mid-swap).
+    """
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
-        self.trials = _read_if_present(self.out / TRIALS_FILE)
-        self.scores = _read_if_present(self.out / SCORES_FILE)
-        self.history = _read_if_present(self.out / HISTORY_FILE)
+        self.trials = _read_trials(self.out)
+        self._opened: set[str] = set()
+        self._unsaved = 0  # rows recorded as pending parts only, not yet in trials.parquet
+        self._next_rewrite = 0.0  # the tables whose folder this store has made ready for parts
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -49,20 +64,107 @@ class ResultStore:
         return 0 if self.trials.empty else int((self.trials["status"] == status).sum())
 
     def add(self, row: dict[str, Any], scores: pd.DataFrame | None = None, history: pd.DataFrame | None = None) -> None:
-        """Record one trial's outcome (replacing any earlier outcome of the same key) and write the files."""
+        """Record one trial's outcome (replacing any earlier outcome of the same key): its scores and history as
+        part files first, then its row in trials.parquet, so a row never points at missing scores."""
         key = row["trial_key"]
-        self.trials = _replace(self.trials, pd.DataFrame([row]), key)
-        self.scores = _replace(self.scores, scores, key)
-        self.history = _replace(self.history, history, key)
         self.out.mkdir(parents=True, exist_ok=True)
+        for name, frame in ((SCORES_FILE, scores), (HISTORY_FILE, history)):
+            folder = self._parts_folder(name)
+            part = folder / part_name(key)
+            if frame is not None and not frame.empty:
+                write_parquet(frame.reset_index(drop=True), part)
+            elif part.exists():
+                part.unlink()  # the new outcome has none: the old outcome's rows must not outlive it
+        self.trials = _replace(self.trials, pd.DataFrame([row]), key)
+        pending = self.out / PENDING_TRIALS
+        pending.mkdir(exist_ok=True)
+        write_parquet(pd.DataFrame([row]), pending / part_name(key))  # durable at once, at a cost that stays flat
+        self._unsaved += 1
+        if time.monotonic() >= self._next_rewrite:
+            self._rewrite_trials()
+
+    def _rewrite_trials(self) -> None:
+        """Rewrite trials.parquet whole with every recorded row, then drop the pending parts it now holds. Throttled
+        so that rewriting takes at most a tenth of the driver's time: the next one waits 10x this one's duration (at
+        least `TRIALS_REWRITE_S`)."""
+        start = time.monotonic()
+        pending = self.out / PENDING_TRIALS
+        held = list(pending.glob("part-*.parquet")) if pending.is_dir() else []
         write_parquet(self.trials, self.out / TRIALS_FILE)
-        write_parquet(self.scores, self.out / SCORES_FILE)
-        write_parquet(self.history, self.out / HISTORY_FILE)
+        for part in held:
+            part.unlink()
+        self._unsaved = 0
+        took = time.monotonic() - start
+        self._next_rewrite = time.monotonic() + max(TRIALS_REWRITE_S, 10 * took)
+
+    def finish(self) -> None:
+        """Fold every parts folder back into one Parquet file (what a finished study leaves); safe to call twice."""
+        if self._unsaved or (self.out / PENDING_TRIALS).is_dir():
+            self._rewrite_trials()
+            shutil.rmtree(self.out / PENDING_TRIALS, ignore_errors=True)
+        for name in (SCORES_FILE, HISTORY_FILE):
+            folder = self.out / name
+            if not folder.is_dir():
+                continue
+            frame = _read_table(folder)
+            old = self.out / _swap_name(name)
+            if frame.empty:  # no trial had rows for this table: no file, as before parts existed
+                os.replace(folder, old)
+                shutil.rmtree(old)
+                continue
+            tmp = self.out / f".{name}.{os.getpid()}.tmp"
+            frame.to_parquet(tmp, index=False)
+            os.replace(folder, old)  # the folder, whole, under its swap name: load_results reads it there
+            os.replace(tmp, self.out / name)
+            shutil.rmtree(old)
+            self._opened.discard(name)
 
     def save_study(self, study: Study) -> None:
         """Write the validated study beside the results (what the report reads, and a file that runs again)."""
         self.out.mkdir(parents=True, exist_ok=True)
         write_text(yaml.safe_dump(study.to_dict(), sort_keys=False), self.out / STUDY_FILE)
+
+    def _parts_folder(self, name: str) -> Path:
+        """The table's parts folder, made on first use: a file left by an earlier run (or a crash mid-swap) moves in
+        as one part, keeping only the rows of keys whose trials.parquet row is a success (every other key will be
+        recorded again, and its old rows must not stay beside the new)."""
+        folder = self.out / name
+        if name in self._opened:
+            return folder
+        moved = self.out / _swap_name(name, ".file")
+        if moved.is_file() and not folder.exists():  # a crash while an earlier file moved into a folder
+            os.replace(moved, folder)
+        swap = self.out / _swap_name(name)
+        if swap.is_dir():  # a crash between the two renames of finish(): the folder is whole, the file may be too
+            if folder.is_file():
+                folder.unlink()
+            os.replace(swap, folder)
+        if folder.is_file():
+            ok = self.trial_keys("ok")
+            earlier = _read_parquet(folder)
+            earlier = earlier[earlier["trial_key"].isin(ok)] if "trial_key" in earlier else earlier.iloc[:0]
+            tmp = self.out / f".{name}.{os.getpid()}.parts"
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            if not earlier.empty:
+                earlier.to_parquet(tmp / "part-earlier.parquet", index=False)
+            os.replace(folder, self.out / _swap_name(name, ".file"))  # readers: absent for a moment, then the folder
+            os.replace(tmp, folder)
+            (self.out / _swap_name(name, ".file")).unlink()
+        folder.mkdir(exist_ok=True)
+        for stray in folder.glob(".*.tmp"):  # a part a crash left half-written
+            stray.unlink()
+        self._opened.add(name)
+        return folder
+
+
+def part_name(key: str) -> str:
+    """The part file of one trial key in a parts folder."""
+    return f"part-{hashlib.sha1(key.encode()).hexdigest()[:20]}.parquet"
+
+
+def _swap_name(name: str, suffix: str = ".folder") -> str:
+    return f".{name}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -85,12 +187,11 @@ def load_results(path: str | os.PathLike) -> Results:
     if not trials_path.exists():
         where = "no such file or folder" if not path.exists() else f"no {TRIALS_FILE} in it"
         raise ResultsError(f"{path}: {where}; give a study's output folder or its {TRIALS_FILE}")
-    trials = _read_parquet(trials_path)
+    trials = _read_trials(out) if trials_path == out / TRIALS_FILE else _read_parquet(trials_path)
     missing = [c for c in REQUIRED if c not in trials]
     if missing:
         raise ResultsError(f"{trials_path}: not a trials ledger (missing columns: {', '.join(missing)})")
-    scores = _read_parquet(out / SCORES_FILE) if (out / SCORES_FILE).exists() else pd.DataFrame()
-    history = _read_parquet(out / HISTORY_FILE) if (out / HISTORY_FILE).exists() else pd.DataFrame()
+    scores, history = _read_table(out / SCORES_FILE), _read_table(out / HISTORY_FILE)
     return Results(out, trials, scores, history, read_study(out))
 
 
@@ -124,8 +225,34 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0]})") from None
 
 
-def _read_if_present(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+def _read_table(path: Path) -> pd.DataFrame:
+    """A scores or history table: its file, its parts folder (while a study runs), or the folder under its swap name
+    (caught between the two renames of `ResultStore.finish`); empty when there is none."""
+    if not path.exists():
+        swaps = (path.with_name(_swap_name(path.name)), path.with_name(_swap_name(path.name, ".file")))
+        path = next((p for p in swaps if p.exists()), None)
+        if path is None:
+            return pd.DataFrame()
+    if path.is_file():
+        return _read_parquet(path)
+    parts = [_read_parquet(p) for p in sorted(path.glob("part-*.parquet"))]
+    parts = [p for p in parts if not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _read_trials(out: Path) -> pd.DataFrame:
+    """trials.parquet with the pending rows recorded after its last rewrite (they replace rows of the same key)."""
+    path, pending = out / TRIALS_FILE, out / PENDING_TRIALS
+    rows = []  # the parts first: one that a running study folds in and deletes meanwhile is then in the file read next
+    for part in sorted(pending.glob("part-*.parquet")) if pending.is_dir() else []:
+        try:
+            rows.append(pd.read_parquet(part))
+        except FileNotFoundError:
+            continue
+    trials = _read_parquet(path) if path.exists() else pd.DataFrame()
+    for row in rows:
+        trials = _replace(trials, row, row["trial_key"].iloc[0])
+    return trials
 
 
 def _replace(frame: pd.DataFrame, new: pd.DataFrame | None, key: str) -> pd.DataFrame:

@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         status = EXIT_OK
     else:
         status = _run_on_ray(args, study, rounds, data, store, planned, console)
+    store.finish()  # the scores and history parts folded into one file each
 
     if status == EXIT_INTERRUPTED:
         _say(console, "finished trials are saved; continue with --resume")
