@@ -69,6 +69,9 @@ class ModelConfig:
     """`none`: the two errors on their raw scales (the paper's and the official code's score), where the latent error
     can be orders of magnitude larger than the reconstruction error and decide the score alone; `val_mean`: each error
     divided by its mean over the validation split's normal images before the lambda mix (no test data involved)."""
+    map_sigma: float | None = None
+    """Smoothing (Gaussian sigma, pixels) of the anomaly maps behind `pixel_auc` and `aupro`; unset: 4 px at 256 px,
+    scaled to `image_size` (1 px at 64), the usual default; 0: no smoothing."""
     base_channels: int = 64
     """Channels of the first encoder stage (ngf); ssagan doubles them per stage up to `max_channels`."""
     max_channels: int = 512
@@ -114,6 +117,8 @@ class ModelConfig:
             self.score_lambda,
         )
         _choice("score_normalize", self.score_normalize, SCORE_NORMALIZE)
+        if self.map_sigma is not None:
+            _check("map_sigma", is_number(self.map_sigma) and self.map_sigma >= 0, "a number >= 0", self.map_sigma)
         for name in ("base_channels", "max_channels", "ndf", "nz", "anogan_steps"):
             value = getattr(self, name)
             _check(name, is_integer(value) and value >= 1, "an integer >= 1", value)

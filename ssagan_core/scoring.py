@@ -9,6 +9,7 @@ from torch import nn
 
 from .anogan import latent_search
 from .config import ModelConfig
+from .pixel_metrics import default_sigma, error_map
 
 
 def score_images(
@@ -19,13 +20,18 @@ def score_images(
     batch_size: int,
     channels_last: bool = False,
     seed: int = 0,
+    maps: bool = False,
 ) -> dict[str, np.ndarray]:
     """Scores of uint8 images (N, 3, H, W) already on the model's device: {"score", and its parts where defined}.
 
     ssagan / skip_ganomaly: score = lambda * mean((x - G(x))^2) + (1 - lambda) * mean((f(x) - f(G(x)))^2)
     (Skip-GANomaly's score, section 3.4 of its paper), parts `rec` and `lat`. ganomaly: mean((z - z_hat)^2).
     anogan: the latent-search loss. Raw scores: nothing is normalised with test-set statistics.
+    With `maps`, also "map": (N, H, W) float32 anomaly maps from the reconstruction (`pixel_metrics.error_map`, sigma
+    `cfg.map_sigma` or the default for the image size), computed in the same eval-mode pass (not for anogan, whose
+    score comes from a latent search).
     """
+    sigma = default_sigma(images.shape[-1]) if cfg.map_sigma is None else cfg.map_sigma
     generator.eval()
     discriminator.eval()
     z0 = None
@@ -37,26 +43,35 @@ def score_images(
         x = to_float(images[start : start + batch_size])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for name, value in _score_batch(cfg, generator, discriminator, x, z0).items():
+        for name, value in _score_batch(cfg, generator, discriminator, x, z0, sigma if maps else None).items():
             parts.setdefault(name, []).append(value.float().cpu())
     if not parts:
         return {"score": np.zeros(0, np.float64)}
-    return {name: torch.cat(values).double().numpy() for name, values in parts.items()}
+    return {
+        name: torch.cat(values).numpy() if name == "map" else torch.cat(values).double().numpy()
+        for name, values in parts.items()
+    }
 
 
-def _score_batch(cfg, generator, discriminator, x, z0) -> dict[str, torch.Tensor]:
+def _score_batch(cfg, generator, discriminator, x, z0, sigma) -> dict[str, torch.Tensor]:
     if cfg.model == "anogan":  # needs gradients with respect to z, so it cannot run under inference_mode
         return {"score": latent_search(generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0)}
     with torch.inference_mode():
         if cfg.model == "ganomaly":
-            _, z, z_hat = generator(x)
-            return {"score": (z - z_hat).pow(2).flatten(1).mean(1)}
+            x_hat, z, z_hat = generator(x)
+            out = {"score": (z - z_hat).pow(2).flatten(1).mean(1)}
+            if sigma is not None:
+                out["map"] = error_map(x, x_hat, sigma)
+            return out
         x_hat = generator(x)
         _, f = discriminator(x)
         _, f_hat = discriminator(x_hat)
         rec = (x - x_hat).pow(2).flatten(1).mean(1)
         lat = (f - f_hat).pow(2).flatten(1).mean(1)
-        return {"score": cfg.score_lambda * rec + (1 - cfg.score_lambda) * lat, "rec": rec, "lat": lat}
+        out = {"score": cfg.score_lambda * rec + (1 - cfg.score_lambda) * lat, "rec": rec, "lat": lat}
+        if sigma is not None:
+            out["map"] = error_map(x, x_hat, sigma)
+        return out
 
 
 def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:

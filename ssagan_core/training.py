@@ -21,8 +21,11 @@ from .config import ModelConfig, TrainConfig
 from .data import CategoryData
 from .device import deterministic_kernels, resolve_device
 from .factory import build_discriminator, build_generator, count_parameters, init_weights
+from .gallery import fixed_images, worst_images
+from .gallery import render as render_gallery
 from .losses import LOSSES, LossTerms
 from .metrics import auc_or_nan, compute_metrics
+from .pixel_metrics import pixel_metrics
 from .scoring import combine_parts, score_images, to_float
 
 
@@ -45,6 +48,8 @@ class TrainResult:
     test_scores: dict[str, np.ndarray]  # "score" (+ "rec", "lat" for skip models), aligned with data.test
     val_scores: dict[str, np.ndarray]  # aligned with data.val
     history: list[dict] = field(default_factory=list)  # one entry per report: iteration, losses, val_auc
+    test_maps: np.ndarray | None = None  # (N, H, W) float32 anomaly maps of data.test, where the dataset has masks
+    gallery: bytes | None = None  # the PNG of `ssagan_core.gallery` (where there are maps)
 
 
 def train(
@@ -85,8 +90,11 @@ def train(
             train_cfg.threshold_rule,
             train_cfg.threshold_quantile,
         )
+        test_maps = test_scores.pop("map", None)
+        metrics.update(_pixel_metrics(run, test_maps))
+        gallery = _gallery(run, test_scores["score"], test_maps) if test_maps is not None else None
         metrics.update(_run_facts(run, score_seconds))
-        return TrainResult(metrics, test_scores, val_scores, run.history)
+        return TrainResult(metrics, test_scores, val_scores, run.history, test_maps, gallery)
 
 
 # --- the pieces of `train`, in the order it uses them ---------------------------------------------------------------
@@ -292,19 +300,52 @@ def _score_splits(run: _Run, with_test: bool) -> tuple[dict[str, np.ndarray], di
     """Eval-mode scores of the validation split (and of the test split), each mixed as `score_normalize` says with
     the validation normal images' parts as the reference scale: no test data decides how a score is made."""
 
-    def score(images: torch.Tensor) -> dict[str, np.ndarray]:
+    def score(images: torch.Tensor, maps: bool = False) -> dict[str, np.ndarray]:
         cfg = run.train_cfg
         return score_images(
-            run.model_cfg, run.generator, run.discriminator, images, cfg.score_batch_size, cfg.channels_last, run.seed
-        )
+            run.model_cfg, run.generator, run.discriminator, images, cfg.score_batch_size, cfg.channels_last, run.seed,
+            maps,
+        )  # fmt: skip
 
     val = score(run.val_images)
-    test = score(torch.from_numpy(run.data.test.images).to(run.device)) if with_test else None
+    maps = run.data.test.masks is not None and run.model_cfg.model != "anogan"  # anomaly maps where masks exist
+    test = score(torch.from_numpy(run.data.test.images).to(run.device), maps) if with_test else None
     reference = {name: values[np.asarray(run.data.val.labels) == 0] for name, values in val.items()}
     for scores in (val, test):
         if scores is not None:
             combine_parts(run.model_cfg, scores, reference)
     return val, test
+
+
+def _pixel_metrics(run: _Run, maps: np.ndarray | None) -> dict:
+    """`pixel_auc` and `aupro` of the test maps against the test masks, the seconds they took, and why they are NaN
+    when they are (`pixel_note`)."""
+    nan = float("nan")
+    if maps is None:
+        note = "no masks in this dataset" if run.data.test.masks is None else f"{run.model_cfg.model} makes no map"
+        return {"pixel_auc": nan, "aupro": nan, "pixel_seconds": nan, "pixel_note": note}
+    tic = time.perf_counter()
+    result = pixel_metrics(maps, run.data.test.masks)
+    result["pixel_seconds"] = time.perf_counter() - tic
+    result["pixel_note"] = "" if np.isfinite(result["aupro"]) else "no defective pixels in the test masks"
+    return result
+
+
+def _gallery(run: _Run, scores: np.ndarray, maps: np.ndarray) -> bytes:
+    """The trial's gallery (`ssagan_core.gallery`): fixed images by dataset and seed, then false alarms and misses,
+    each with its eval-mode reconstruction."""
+    test = run.data.test
+    fixed = fixed_images(test.labels, run.seed)
+    chosen = [(i, "defect" if test.labels[i] else "normal") for i in fixed] + worst_images(test.labels, scores, fixed)
+    index = [i for i, _ in chosen]
+    x = to_float(torch.from_numpy(test.images[index]).to(run.device))
+    run.generator.eval()
+    with torch.inference_mode():
+        x_hat = run.generator(x)
+    x_hat = x_hat[0] if isinstance(x_hat, tuple) else x_hat  # ganomaly's generator also returns its latents
+    recon = ((x_hat.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    masks = None if test.masks is None else test.masks[index]
+    return render_gallery(test.images[index], recon, maps[index], masks, [kind for _, kind in chosen])
 
 
 def _run_facts(run: _Run, score_seconds: float) -> dict:

@@ -31,6 +31,7 @@ from .paper import (
     load_paper_tables,
     unstated,
 )
+from .pixels import Pixels, pixel_results
 from .stats import Effect, adjust, grid_effects, interactions, judge, loco_effects
 
 METRICS = ("auc", "f1", "accuracy", "precision", "recall", "aupr", "val_auc")  # the variant table's, in its order
@@ -119,6 +120,7 @@ class Analysis:
     search: SearchResults | None = None
     all_effects: list[Effect] = field(default_factory=list)  # effects and interactions with at least one pair
     settings: AnalysisSettings = field(default_factory=AnalysisSettings)  # min_effect and alpha of the verdicts
+    pixels: Pixels | None = None  # pixel AUROC / AUPRO per variant, their effects, the galleries (`pixels`)
 
 
 def analyse(results: Results) -> Analysis:
@@ -152,6 +154,7 @@ def analyse(results: Results) -> Analysis:
         search=_search(results.study, rows, ok, design.searched) if design.kind == "search" else None,
         all_effects=[e for e in effects + inter if e.n > 0],
         settings=settings,
+        pixels=pixel_results(results.study, rows, ok, design, settings, study_effects),
     )
 
 

@@ -23,6 +23,7 @@ from .figures import Figure
 from .render_effects import effect_section, summary_lines
 from .render_health import health_section
 from .render_paper import paper_section, paper_summary
+from .render_pixels import pixel_section
 from .render_search import search_section, search_summary
 from .text import (
     cell,
@@ -61,7 +62,8 @@ def render(a: Analysis, figs: FigureWriter) -> str:
     if a.design.kind == "search":
         lines += search_section(a, figs)
     else:
-        lines += effect_section(a, figs) + variant_section(a) + health_section(a) + category_section(a, figs)
+        lines += effect_section(a, figs) + variant_section(a) + health_section(a) + pixel_section(a)
+        lines += category_section(a, figs)
     lines += paper_section(a, figs) + roc_section(a, figs) + history_section(a, figs)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -24,6 +24,7 @@ from ..study.schema import Study
 
 TRIALS_FILE, SCORES_FILE, HISTORY_FILE = "trials.parquet", "scores.parquet", "history.parquet"
 STUDY_FILE = "study.yaml"
+GALLERIES = "galleries"  # one PNG per trial with anomaly maps
 PENDING_TRIALS = ".trials.pending"  # trials rows recorded since trials.parquet was last rewritten, one part each
 TRIALS_REWRITE_S = 1.0
 REQUIRED = ("trial_key", "variant", "seed", "category", "status", "auc")  # what makes a file a trials ledger
@@ -63,11 +64,26 @@ class ResultStore:
     def count(self, status: str) -> int:
         return 0 if self.trials.empty else int((self.trials["status"] == status).sum())
 
-    def add(self, row: dict[str, Any], scores: pd.DataFrame | None = None, history: pd.DataFrame | None = None) -> None:
-        """Record one trial's outcome (replacing any earlier outcome of the same key): its scores and history as
-        part files first, then its row in trials.parquet, so a row never points at missing scores."""
+    def add(
+        self,
+        row: dict[str, Any],
+        scores: pd.DataFrame | None = None,
+        history: pd.DataFrame | None = None,
+        gallery: bytes | None = None,
+    ) -> None:
+        """Record one trial's outcome (replacing any earlier outcome of the same key): its gallery PNG (into
+        `galleries/`, named in the row's `gallery`), scores and history as part files first, then its row in
+        trials.parquet, so a row never points at missing scores or a missing picture."""
         key = row["trial_key"]
         self.out.mkdir(parents=True, exist_ok=True)
+        picture = self.out / GALLERIES / part_name(key).replace("part-", "").replace(".parquet", ".png")
+        if gallery:
+            picture.parent.mkdir(exist_ok=True)
+            write_bytes(gallery, picture)
+            row = {**row, "gallery": f"{GALLERIES}/{picture.name}"}
+        else:
+            picture.unlink(missing_ok=True)
+            row = {**row, "gallery": row.get("gallery") or ""}
         for name, frame in ((SCORES_FILE, scores), (HISTORY_FILE, history)):
             folder = self._parts_folder(name)
             part = folder / part_name(key)
@@ -208,6 +224,13 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write atomically: readers see the old file or the new one, never a partial one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_bytes(data: bytes, path: Path) -> None:
+    """Write a binary file atomically, as `write_parquet`."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 

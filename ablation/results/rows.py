@@ -52,6 +52,10 @@ METRICS = {
     "threshold": "the decision threshold, from the validation split (`threshold_rule`)",
     "threshold_rule_used": "the rule that set it (`val_f1` falls back to `val_quantile` without validation defects)",
     "val_auc": "AUC on the validation split (normal images and synthetic defects): what searches select on",
+    "pixel_auc": "test pixel-level ROC AUC of the anomaly maps against the masks (NaN: see `pixel_note`)",
+    "aupro": "test per-region overlap, normalised area up to FPR 0.3 (MVTec AD's PRO; NaN: see `pixel_note`)",
+    "pixel_note": "why `pixel_auc` and `aupro` are NaN (no masks in the dataset, a model without maps), else empty",
+    "pixel_seconds": "time to compute `pixel_auc` and `aupro` from the maps (the maps are made within scoring)",
     "train_seconds": "training wall time, validation excluded",
     "score_seconds": "scoring time of the validation and test splits",
     "images_per_second": "training throughput",
@@ -73,6 +77,8 @@ PROVENANCE = {
     "started_at": "when the trial started (UTC, ISO 8601)",
     "finished_at": "when it finished",
     "code_version": "the package version and git commit (`-dirty` when the code had uncommitted changes)",
+    "gallery": "the trial's gallery PNG, relative to the output folder (`galleries/<hash>.png`: fixed test images, "
+    "false alarms and misses with reconstruction, map and mask; `ssagan_core.gallery`); empty without maps",
 }
 RESOURCES = {"cpus": "the trial's CPUs (finished trials)", "gpus": "its GPU share (finished trials)"}
 SCORE_COLUMNS = {
@@ -141,6 +147,7 @@ def make_row(
         "started_at": extra.pop("started_at", None),
         "finished_at": extra.pop("finished_at", now()),
         "code_version": context.code_version,
+        "gallery": extra.pop("gallery", ""),
         **extra,
     }
     row["threshold_rule_used"] = row["threshold_rule_used"] if isinstance(row["threshold_rule_used"], str) else ""

@@ -35,7 +35,7 @@ from ..study.design import TrialSpec, spec_for, variant_with
 from ..study.schema import Dimension, Resources, Study, column, search_trial_name
 from .context import RunContext, StartError
 from .progress import StudyView
-from .trainable import HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
+from .trainable import GALLERY_PART, HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
 
 
 @contextlib.contextmanager
@@ -232,7 +232,9 @@ class _Ledger(tune.Callback):
             with checkpoint.as_directory() as d:
                 d = Path(d)
                 row = json.loads((d / ROW_FILE).read_text())
-                self._record(spec, row, pd.read_parquet(d / SCORES_PART), pd.read_parquet(d / HISTORY_PART))
+                gallery = (d / GALLERY_PART).read_bytes() if (d / GALLERY_PART).exists() else None
+                scores, history = pd.read_parquet(d / SCORES_PART), pd.read_parquet(d / HISTORY_PART)
+                self._record(spec, row, scores, history, gallery)
             return
         # Stopped early by the scheduler (search studies only): keep what it reported.
         metrics = {"val_auc": result.get("val_auc", math.nan)}
@@ -242,8 +244,8 @@ class _Ledger(tune.Callback):
         spec = self.specs(trial.config)
         self._record(spec, make_row(spec, self.context, FAILED, error=_error_line(trial), trial_id=trial.trial_id))
 
-    def _record(self, spec: TrialSpec, row: dict, scores=None, history=None) -> None:
-        self.store.add(row, scores, history)
+    def _record(self, spec: TrialSpec, row: dict, scores=None, history=None, gallery=None) -> None:
+        self.store.add(row, scores, history, gallery)
         self.finished[spec.key] = self.finished.get(spec.key, 0) + 1
         self.view.finished(row)
 

@@ -32,13 +32,14 @@ def run_serial(
             result = train(spec.model, train_cfg, data[spec.category], spec.seed)
         except Exception as e:  # a trial's failure is a result, not the end of the study
             row = make_row(spec, context, FAILED, error=f"{type(e).__name__}: {e}", trial_id=trial_id)
-            scores = history = None
+            scores = history = gallery = None
         else:
+            gallery = result.gallery
             device = device_label(str(result.metrics["device"]))
             row, scores, history = outcome(
                 spec, context, result, data[spec.category], trial_id, node="local", started_at=started, device=device
             )
-        store.add(row, scores, history)
+        store.add(row, scores, history, gallery)
         view.finished(row)
         finished[spec.key] = finished.get(spec.key, 0) + 1
     return finished

@@ -27,7 +27,7 @@ from ..study.design import TrialSpec
 from .context import RunContext, device_label
 
 STATE_FILE, ROW_FILE = "state.pt", "row.json"
-SCORES_PART, HISTORY_PART = "scores.parquet", "history.parquet"
+SCORES_PART, HISTORY_PART, GALLERY_PART = "scores.parquet", "history.parquet", "gallery.png"
 
 
 def run_trial(
@@ -73,5 +73,7 @@ def run_trial(
         Path(d, ROW_FILE).write_text(json.dumps(row, default=lambda v: plain(v) if hasattr(v, "item") else str(v)))
         scores.to_parquet(Path(d) / SCORES_PART, index=False)
         history.to_parquet(Path(d) / HISTORY_PART, index=False)
+        if result.gallery:
+            Path(d, GALLERY_PART).write_bytes(result.gallery)
         final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         tune.report({**final, "done": 1}, checkpoint=tune.Checkpoint.from_directory(d))
