@@ -61,7 +61,7 @@ def pixel_metrics(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LI
         per_label[1:] = 1.0 / (sizes[1:] * regions)
         weight[i] = per_label[labels]
     values = maps.reshape(-1)
-    order = np.argsort(-values, kind="stable")
+    order = np.argsort(-values)  # the order within a run of equal values does not matter: only its end is used
     values, is_normal = values[order], normal.reshape(-1)[order]
     ends = np.flatnonzero(np.r_[values[1:] != values[:-1], True])  # the last pixel of each run of equal values
     fpr = np.r_[0.0, np.cumsum(is_normal)[ends] / n_normal]
