@@ -26,8 +26,10 @@ def latent_search(
     steps: int,
     lam: float,
     z0: torch.Tensor,
-) -> torch.Tensor:
-    """Anomaly score per image (B,): min over z of (1 - lam) * sum|x - G(z)| + lam * sum|f(x) - f(G(z))|.
+    reconstruct: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Anomaly score per image (B,): min over z of (1 - lam) * sum|x - G(z)| + lam * sum|f(x) - f(G(z))|; with
+    `reconstruct`, (score, G(z*)): the image the search found, AnoGAN's reconstruction (its anomaly map's source).
 
     The residual and discrimination losses of Schlegl et al. (section 2.2), f = the discriminator's last hidden
     features. Each image's z is optimised independently (Adam is element-wise and the losses are summed per image).
@@ -42,12 +44,14 @@ def latent_search(
         (z.grad,) = torch.autograd.grad(_search_loss(generator, discriminator, x, f_x, z, lam).sum(), z)
         optimizer.step()
     with torch.no_grad():
-        return _search_loss(generator, discriminator, x, f_x, z, lam)
+        loss, x_hat = _search_loss(generator, discriminator, x, f_x, z, lam, with_image=True)
+    return (loss, x_hat) if reconstruct else loss
 
 
-def _search_loss(generator, discriminator, x, f_x, z, lam) -> torch.Tensor:
+def _search_loss(generator, discriminator, x, f_x, z, lam, with_image: bool = False):
     x_hat = generator(z)
     _, f_hat = discriminator(x_hat)
     residual = (x - x_hat).abs().flatten(1).sum(1)
     discrimination = (f_x - f_hat).abs().flatten(1).sum(1)
-    return (1 - lam) * residual + lam * discrimination  # (B,)
+    loss = (1 - lam) * residual + lam * discrimination  # (B,)
+    return (loss, x_hat) if with_image else loss

@@ -28,8 +28,8 @@ def score_images(
     (Skip-GANomaly's score, section 3.4 of its paper), parts `rec` and `lat`. ganomaly: mean((z - z_hat)^2).
     anogan: the latent-search loss. Raw scores: nothing is normalised with test-set statistics.
     With `maps`, also "map": (N, H, W) float32 anomaly maps from the reconstruction (`pixel_metrics.error_map`, sigma
-    `cfg.map_sigma` or the default for the image size), computed in the same eval-mode pass (not for anogan, whose
-    score comes from a latent search).
+    `cfg.map_sigma` or the default for the image size), computed in the same eval-mode pass (anogan: from G(z*), the
+    image its latent search found).
     """
     sigma = default_sigma(images.shape[-1]) if cfg.map_sigma is None else cfg.map_sigma
     generator.eval()
@@ -55,7 +55,12 @@ def score_images(
 
 def _score_batch(cfg, generator, discriminator, x, z0, sigma) -> dict[str, torch.Tensor]:
     if cfg.model == "anogan":  # needs gradients with respect to z, so it cannot run under inference_mode
-        return {"score": latent_search(generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0)}
+        if sigma is None:
+            return {"score": latent_search(generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0)}
+        score, x_hat = latent_search(
+            generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0, reconstruct=True
+        )
+        return {"score": score, "map": error_map(x, x_hat, sigma)}
     with torch.inference_mode():
         if cfg.model == "ganomaly":
             x_hat, z, z_hat = generator(x)
@@ -72,6 +77,21 @@ def _score_batch(cfg, generator, discriminator, x, z0, sigma) -> dict[str, torch
         if sigma is not None:
             out["map"] = error_map(x, x_hat, sigma)
         return out
+
+
+def reconstruct(
+    cfg: ModelConfig, generator: nn.Module, discriminator: nn.Module, x: torch.Tensor, seed: int = 0
+) -> torch.Tensor:
+    """Eval-mode reconstructions of float images x (B, 3, H, W) in [-1, 1]: G(x) for the skip models and GANomaly,
+    G(z*) of the latent search (from the same z0 as `score_images`) for AnoGAN."""
+    generator.eval()
+    discriminator.eval()
+    if cfg.model == "anogan":
+        z0 = torch.randn(1, cfg.nz, 1, 1, generator=torch.Generator().manual_seed(seed)).to(x.device)
+        return latent_search(generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0, reconstruct=True)[1]
+    with torch.inference_mode():
+        x_hat = generator(x)
+    return x_hat[0] if isinstance(x_hat, tuple) else x_hat  # ganomaly's generator also returns its latents
 
 
 def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:

@@ -26,7 +26,7 @@ from .gallery import render as render_gallery
 from .losses import LOSSES, LossTerms
 from .metrics import auc_or_nan, compute_metrics
 from .pixel_metrics import pixel_metrics
-from .scoring import combine_parts, score_images, to_float
+from .scoring import combine_parts, reconstruct, score_images, to_float
 
 
 @dataclass
@@ -308,7 +308,7 @@ def _score_splits(run: _Run, with_test: bool) -> tuple[dict[str, np.ndarray], di
         )  # fmt: skip
 
     val = score(run.val_images)
-    maps = run.data.test.masks is not None and run.model_cfg.model != "anogan"  # anomaly maps where masks exist
+    maps = run.data.test.masks is not None  # anomaly maps where masks exist
     test = score(torch.from_numpy(run.data.test.images).to(run.device), maps) if with_test else None
     reference = {name: values[np.asarray(run.data.val.labels) == 0] for name, values in val.items()}
     for scores in (val, test):
@@ -322,8 +322,7 @@ def _pixel_metrics(run: _Run, maps: np.ndarray | None) -> dict:
     when they are (`pixel_note`)."""
     nan = float("nan")
     if maps is None:
-        note = "no masks in this dataset" if run.data.test.masks is None else f"{run.model_cfg.model} makes no map"
-        return {"pixel_auc": nan, "aupro": nan, "pixel_seconds": nan, "pixel_note": note}
+        return {"pixel_auc": nan, "aupro": nan, "pixel_seconds": nan, "pixel_note": "no masks in this dataset"}
     tic = time.perf_counter()
     result = pixel_metrics(maps, run.data.test.masks)
     result["pixel_seconds"] = time.perf_counter() - tic
@@ -339,10 +338,7 @@ def _gallery(run: _Run, scores: np.ndarray, maps: np.ndarray) -> bytes:
     chosen = [(i, "defect" if test.labels[i] else "normal") for i in fixed] + worst_images(test.labels, scores, fixed)
     index = [i for i, _ in chosen]
     x = to_float(torch.from_numpy(test.images[index]).to(run.device))
-    run.generator.eval()
-    with torch.inference_mode():
-        x_hat = run.generator(x)
-    x_hat = x_hat[0] if isinstance(x_hat, tuple) else x_hat  # ganomaly's generator also returns its latents
+    x_hat = reconstruct(run.model_cfg, run.generator, run.discriminator, x, run.seed)
     recon = ((x_hat.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
     masks = None if test.masks is None else test.masks[index]
     return render_gallery(test.images[index], recon, maps[index], masks, [kind for _, kind in chosen])
