@@ -54,7 +54,7 @@ METRICS = {
     "val_auc": "AUC on the validation split (normal images and synthetic defects): what searches select on",
     "pixel_auc": "test pixel-level ROC AUC of the anomaly maps against the masks (NaN: see `pixel_note`)",
     "aupro": "test per-region overlap, normalised area up to FPR 0.3 (MVTec AD's PRO; NaN: see `pixel_note`)",
-    "pixel_note": "why `pixel_auc` and `aupro` are NaN (no masks in the dataset, no defective pixels in them), else empty",
+    "pixel_note": "why `pixel_auc` and `aupro` are NaN (no masks in the dataset, none defective), else empty",
     "pixel_seconds": "time to compute `pixel_auc` and `aupro` from the maps (the maps are made within scoring)",
     "train_seconds": "training wall time, validation excluded",
     "score_seconds": "scoring time of the validation and test splits",
