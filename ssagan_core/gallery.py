@@ -12,11 +12,38 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
+from torch import nn
+
+from .config import ModelConfig
+from .data import ImageSet
+from .scoring import reconstruct, to_float
 
 FIXED = 4  # fixed images: 3 defective (where the test set has them) and 1 normal
 WORST = 3  # false alarms and misses each
 LABEL_WIDTH = 56
+
+
+def trial_gallery(
+    cfg: ModelConfig,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    test: ImageSet,
+    scores: np.ndarray,
+    maps: np.ndarray,
+    seed: int,
+    device: torch.device,
+) -> bytes:
+    """A trained model's gallery PNG: the fixed images of `test` for `seed`, then its false alarms and misses by
+    `scores`, each with its eval-mode reconstruction (`scoring.reconstruct`) and its map from `maps`."""
+    fixed = fixed_images(test.labels, seed)
+    chosen = [(i, "defect" if test.labels[i] else "normal") for i in fixed] + worst_images(test.labels, scores, fixed)
+    index = [i for i, _ in chosen]
+    x_hat = reconstruct(cfg, generator, discriminator, to_float(torch.from_numpy(test.images[index]).to(device)), seed)
+    recon = ((x_hat.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    masks = None if test.masks is None else test.masks[index]
+    return render(test.images[index], recon, maps[index], masks, [kind for _, kind in chosen])
 
 
 def fixed_images(labels: np.ndarray, seed: int, fixed: int = FIXED) -> list[int]:

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -71,6 +73,19 @@ def pixel_metrics(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = FPR_LI
         "pixel_auc": float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2)),
         "aupro": _area_to(fpr, pro, fpr_limit) / fpr_limit,
     }
+
+
+def trial_pixel_metrics(maps: np.ndarray | None, masks: np.ndarray | None) -> dict:
+    """A trial's pixel columns: `pixel_auc` and `aupro` of its test maps (None: the dataset has no masks), the
+    seconds they took, and why they are NaN when they are (`pixel_note`)."""
+    nan = float("nan")
+    if maps is None or masks is None:
+        return {"pixel_auc": nan, "aupro": nan, "pixel_seconds": nan, "pixel_note": "no masks in this dataset"}
+    tic = time.perf_counter()
+    result: dict = pixel_metrics(maps, masks)
+    result["pixel_seconds"] = time.perf_counter() - tic
+    result["pixel_note"] = "" if np.isfinite(result["aupro"]) else "no defective pixels in the test masks"
+    return result
 
 
 def _area_to(x: np.ndarray, y: np.ndarray, limit: float) -> float:

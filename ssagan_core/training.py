@@ -21,12 +21,11 @@ from .config import ModelConfig, TrainConfig
 from .data import CategoryData
 from .device import deterministic_kernels, resolve_device
 from .factory import build_discriminator, build_generator, count_parameters, init_weights
-from .gallery import fixed_images, worst_images
-from .gallery import render as render_gallery
+from .gallery import trial_gallery
 from .losses import LOSSES, LossTerms
 from .metrics import auc_or_nan, compute_metrics
-from .pixel_metrics import pixel_metrics
-from .scoring import combine_parts, reconstruct, score_images, to_float
+from .pixel_metrics import trial_pixel_metrics
+from .scoring import combine_parts, score_images, to_float
 
 
 @dataclass
@@ -91,8 +90,11 @@ def train(
             train_cfg.threshold_quantile,
         )
         test_maps = test_scores.pop("map", None)
-        metrics.update(_pixel_metrics(run, test_maps))
-        gallery = _gallery(run, test_scores["score"], test_maps) if test_maps is not None else None
+        metrics.update(trial_pixel_metrics(test_maps, data.test.masks))
+        gallery = None
+        if test_maps is not None:
+            nets = (run.model_cfg, run.generator, run.discriminator)
+            gallery = trial_gallery(*nets, data.test, test_scores["score"], test_maps, seed, run.device)
         metrics.update(_run_facts(run, score_seconds))
         return TrainResult(metrics, test_scores, val_scores, run.history, test_maps, gallery)
 
@@ -315,33 +317,6 @@ def _score_splits(run: _Run, with_test: bool) -> tuple[dict[str, np.ndarray], di
         if scores is not None:
             combine_parts(run.model_cfg, scores, reference)
     return val, test
-
-
-def _pixel_metrics(run: _Run, maps: np.ndarray | None) -> dict:
-    """`pixel_auc` and `aupro` of the test maps against the test masks, the seconds they took, and why they are NaN
-    when they are (`pixel_note`)."""
-    nan = float("nan")
-    if maps is None:
-        return {"pixel_auc": nan, "aupro": nan, "pixel_seconds": nan, "pixel_note": "no masks in this dataset"}
-    tic = time.perf_counter()
-    result = pixel_metrics(maps, run.data.test.masks)
-    result["pixel_seconds"] = time.perf_counter() - tic
-    result["pixel_note"] = "" if np.isfinite(result["aupro"]) else "no defective pixels in the test masks"
-    return result
-
-
-def _gallery(run: _Run, scores: np.ndarray, maps: np.ndarray) -> bytes:
-    """The trial's gallery (`ssagan_core.gallery`): fixed images by dataset and seed, then false alarms and misses,
-    each with its eval-mode reconstruction."""
-    test = run.data.test
-    fixed = fixed_images(test.labels, run.seed)
-    chosen = [(i, "defect" if test.labels[i] else "normal") for i in fixed] + worst_images(test.labels, scores, fixed)
-    index = [i for i, _ in chosen]
-    x = to_float(torch.from_numpy(test.images[index]).to(run.device))
-    x_hat = reconstruct(run.model_cfg, run.generator, run.discriminator, x, run.seed)
-    recon = ((x_hat.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
-    masks = None if test.masks is None else test.masks[index]
-    return render_gallery(test.images[index], recon, maps[index], masks, [kind for _, kind in chosen])
 
 
 def _run_facts(run: _Run, score_seconds: float) -> dict:

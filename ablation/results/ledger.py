@@ -48,9 +48,9 @@ class ResultStore:
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.trials = _read_trials(self.out)
-        self._opened: set[str] = set()
+        self._opened: set[str] = set()  # the tables whose folder this store has made ready for parts
         self._unsaved = 0  # rows recorded as pending parts only, not yet in trials.parquet
-        self._next_rewrite = 0.0  # the tables whose folder this store has made ready for parts
+        self._next_rewrite = 0.0  # when trials.parquet may be rewritten next (time.monotonic)
 
     def __len__(self) -> int:
         return len(self.trials)
@@ -76,7 +76,7 @@ class ResultStore:
         trials.parquet, so a row never points at missing scores or a missing picture."""
         key = row["trial_key"]
         self.out.mkdir(parents=True, exist_ok=True)
-        picture = self.out / GALLERIES / part_name(key).replace("part-", "").replace(".parquet", ".png")
+        picture = self.out / GALLERIES / f"{_key_hash(key)}.png"
         if gallery:
             picture.parent.mkdir(exist_ok=True)
             write_bytes(gallery, picture)
@@ -176,7 +176,11 @@ class ResultStore:
 
 def part_name(key: str) -> str:
     """The part file of one trial key in a parts folder."""
-    return f"part-{hashlib.sha1(key.encode()).hexdigest()[:20]}.parquet"
+    return f"part-{_key_hash(key)}.parquet"
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
 def _swap_name(name: str, suffix: str = ".folder") -> str:
