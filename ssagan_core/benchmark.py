@@ -2,10 +2,14 @@
 
 Each model trains through the real entry point (`train`, the same step a study runs) on the embedded dataset; the
 first `--warmup` iterations are excluded from the rate, and the models take turns for `--rounds` rounds, so a
-background load or thermal drift affects them alike and the ratios are fair. Prints one row per model with the median
-rate, its range over the rounds, and the ratio to the first model.
+background load or thermal drift affects them alike and the ratios are fair. Prints one row per model and compute dtype
+with the median rate, its range over the rounds, the forward GFLOPs per image and the ratio to the reference: the
+official Skip-GANomaly networks in fp32 when `--reference` names a checkout of them (samet-akcay/skip-ganomaly,
+trained by our `skip_ganomaly` step), else the first model in the first compute dtype. `--json` writes the same rows
+with the conditions (machine, threads, torch version).
 
-    python -m ssagan_core.benchmark --image-size 64 --batch-size 32 ssagan skip_ganomaly "ssagan attention=false"
+    python -m ssagan_core.benchmark --image-size 64 --batch-size 32 --compute-dtype fp32 bf16 \
+        --reference ../skip-ganomaly skip_ganomaly "ssagan attention=false" ssagan --json bench.json
 """
 
 from __future__ import annotations
@@ -13,12 +17,23 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import json
+import os
+import platform
 import statistics
 import sys
+from pathlib import Path
 
-from .config import ModelConfig, TrainConfig
+import torch
+
+from .config import COMPUTE_DTYPES, ModelConfig, TrainConfig
+from .cost import forward_flops
 from .data.synthetic import make_synthetic_category
+from .device import resolve_device
+from .reference import load_reference
 from .training import train
+
+REFERENCE = "official skip-ganomaly"
 
 
 def parse_model(spec: str, image_size: int) -> ModelConfig:
@@ -62,12 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compute-dtype", nargs="+", default=["fp32"], help="fp32 and/or bf16 (%(default)s)")
+    parser.add_argument("--reference", metavar="PATH", help="a checkout of samet-akcay/skip-ganomaly: the 1.00x row")
+    parser.add_argument("--json", metavar="PATH", help="also write the rows and conditions as JSON")
     args = parser.parse_args(argv)
     try:
         configs = [parse_model(spec, args.image_size) for spec in args.models]
         for name in ("iterations", "warmup", "rounds"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name}: must be >= 1, got {getattr(args, name)}")
+        for dtype in args.compute_dtype:
+            if dtype not in COMPUTE_DTYPES:
+                raise ValueError(f"--compute-dtype: {dtype!r} is not one of {', '.join(map(repr, COMPUTE_DTYPES))}")
+        if args.json and not Path(args.json).resolve().parent.is_dir():
+            raise ValueError(f"--json {args.json}: its folder does not exist")
         train_cfg = TrainConfig(
             iterations=args.warmup + args.iterations,
             batch_size=args.batch_size,
@@ -79,24 +102,86 @@ def main(argv: list[str] | None = None) -> int:
         data = make_synthetic_category(
             "nut", args.image_size, n_train=args.batch_size, n_test_good=1, n_test_defective=1, val_fraction=0.05
         )
+        models = zip(args.models, configs, strict=True)
+        runs = [(spec, cfg, None, dtype) for spec, cfg in models for dtype in args.compute_dtype]
+        if args.reference:
+            reference_cfg = ModelConfig(model="skip_ganomaly", image_size=args.image_size)
+            load_reference(args.reference, args.image_size)  # a bad checkout fails here, before anything is timed
+            runs.insert(0, (REFERENCE, reference_cfg, args.reference, "fp32"))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    rates: list[list[float]] = [[] for _ in configs]
+    rates: list[list[float]] = [[] for _ in runs]
     for _ in range(args.rounds):
-        for i, cfg in enumerate(configs):
-            history = train(cfg, train_cfg, data, seed=0).history
+        for i, (_, cfg, reference, dtype) in enumerate(runs):
+            networks = load_reference(reference, args.image_size) if reference else None
+            step_cfg = dataclasses.replace(train_cfg, compute_dtype=dtype)
+            history = train(cfg, step_cfg, data, seed=0, networks=networks).history
             rates[i].append(images_per_second(history, args.warmup, args.batch_size))
 
-    print(f"{args.image_size} px, batch {args.batch_size}, {args.rounds} rounds of {args.iterations} iterations")
-    width = max(len(spec) for spec in ["model", *args.models])
-    print(f"{'model':<{width}} {'images/s':>9} {'range':>15} {'ratio':>6}")
-    reference = statistics.median(rates[0])
-    for spec, r in zip(args.models, rates, strict=True):
-        median = statistics.median(r)
-        print(f"{spec:<{width}} {median:>9.2f} {min(r):>7.2f}-{max(r):<7.2f} {median / reference:>6.2f}")
+    base = statistics.median(rates[0])
+    rows = []
+    for (spec, cfg, reference, dtype), r in zip(runs, rates, strict=True):
+        flops = forward_flops(cfg, load_reference(reference, args.image_size) if reference else None)
+        rows.append(
+            {
+                "model": spec,
+                "compute_dtype": dtype,
+                "images_per_second": statistics.median(r),
+                "min": min(r),
+                "max": max(r),
+                "ratio": statistics.median(r) / base,
+                "gflops_generator": flops["generator"] / 1e9,
+                "gflops_discriminator": flops["discriminator"] / 1e9,
+            }
+        )
+    conditions = _conditions(args, train_cfg)
+    print(
+        f"{args.image_size} px, batch {args.batch_size}, {args.rounds} rounds of {args.iterations} iterations, "
+        f"{conditions['threads']} threads, {conditions['device']}"
+    )
+    width = max(len(row["model"]) for row in [{"model": "model"}, *rows])
+    print(f"{'model':<{width}} {'dtype':>5} {'images/s':>9} {'range':>15} {'GFLOP G+D':>9} {'ratio':>6}")
+    for row in rows:
+        span = f"{row['min']:>7.2f}-{row['max']:<7.2f}"
+        gflops = row["gflops_generator"] + row["gflops_discriminator"]
+        print(
+            f"{row['model']:<{width}} {row['compute_dtype']:>5} {row['images_per_second']:>9.2f} {span} "
+            f"{gflops:>9.2f} {row['ratio']:>6.2f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"conditions": conditions, "rows": rows}, indent=2) + "\n")
     return 0
+
+
+def _conditions(args: argparse.Namespace, train_cfg: TrainConfig) -> dict:
+    """What the rates depend on besides the models: the machine, the threads, the software, the sizes."""
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "rounds": args.rounds,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "device": f"{device.type} ({name})",
+        "torch": torch.__version__,
+        "reference": args.reference,
+        "channels_last": train_cfg.channels_last,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

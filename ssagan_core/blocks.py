@@ -114,7 +114,8 @@ class SelfAttention2d(nn.Module):
     the identity. The N x N map is never materialised: query and key are zero-padded to the value's width C (which
     leaves Q^T K unchanged) so that `scaled_dot_product_attention` sees 4-D tensors of equal head dim with a
     contiguous last dim, the condition for its memory-light flash kernel on CPU (otherwise it silently falls back
-    to the O(N^2) math path). One head of width C measured 4x faster here than splitting the value into C/8-wide
+    to the O(N^2) math path). On CUDA they stay C/8 wide: its memory-efficient kernel takes unequal head dims
+    (`pad_qk`). One head of width C measured 4x faster here than splitting the value into C/8-wide
     heads (tiny GEMMs). Optional max-pooling of keys and values follows the official SAGAN code (`kv_pool`,
     2 there), cutting the cost by kv_pool^2.
     """
@@ -128,14 +129,19 @@ class SelfAttention2d(nn.Module):
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
+    pad_qk: bool | None = None
+    """Zero-pad query and key to C channels: None = on the CPU only (its flash kernel needs equal head dims); on
+    CUDA the memory-efficient kernel takes the C/8-wide query and key as they are, 1.8x fewer FLOPs."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        pad = (0, c - self.qk_channels)
         q, k, v = self.query(x), self.key(x), self.value(x)
         if self.kv_pool > 1:
             k, v = F.max_pool2d(k, self.kv_pool), F.max_pool2d(v, self.kv_pool)
-        q = F.pad(_tokens(q), pad).unsqueeze(1)  # (B, 1, N, C); zero columns add nothing to Q^T K
-        k = F.pad(_tokens(k), pad).unsqueeze(1)  # (B, 1, M, C), M = N / kv_pool^2
+        q, k = _tokens(q).unsqueeze(1), _tokens(k).unsqueeze(1)  # (B, 1, N, C/8), (B, 1, M, C/8); M = N / kv_pool^2
+        if self.pad_qk if self.pad_qk is not None else not x.is_cuda:
+            pad = (0, c - self.qk_channels)
+            q, k = F.pad(q, pad), F.pad(k, pad)  # (B, 1, N, C), (B, 1, M, C); zero columns add nothing to Q^T K
         v = _tokens(v).unsqueeze(1)  # (B, 1, M, C)
         out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, 1, N, C); SAGAN has no 1/sqrt(d)
         out = out.view(b, h, w, c).permute(0, 3, 1, 2)  # (B, C, H, W) in channels_last memory

@@ -18,11 +18,12 @@ SCORE_NORMALIZE = ("none", "val_mean")
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_RULES = ("val_quantile", "val_f1")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+COMPUTE_DTYPES = ("fp32", "bf16")
 RUNTIME_FIELDS = ("device", "num_threads")
 """`TrainConfig` fields that say where a run executes, not what it is: the runner sets them per machine, a study file
 cannot, and a result's settings leave them out."""
-# `deterministic` is not one: like `channels_last`, `amp` and `compile` it chooses how the arithmetic is done, which
-# can change a GPU run's numbers (slightly), so a study file sets it and every result row records it; the runner
+# `deterministic` is not one: like `channels_last`, `compute_dtype` and `compile` it chooses how the arithmetic is done,
+# which can change a run's numbers (slightly), so a study file sets it and every result row records it; the runner
 # has no per-machine reason to change it.
 
 
@@ -202,8 +203,13 @@ class TrainConfig:
     """`auto` (CUDA if available), `cpu` or `cuda`."""
     channels_last: bool = True
     """NHWC memory layout: 1.4-2x faster convolutions on CPU (measured), neutral to positive on GPU."""
-    amp: bool = False
-    """bfloat16 autocast on CUDA (ignored on CPU)."""
+    compute_dtype: str = "fp32"
+    """The training step's arithmetic, on CPU and CUDA alike: `fp32`, or `bf16` (bfloat16 autocast over the forward
+    passes and losses: convolutions, matmuls and attention in bfloat16; weights, optimiser state and gradients stay
+    float32, no loss scaling needed). Scoring always runs in float32, so scores compare across compute dtypes. A CPU
+    without AVX-512 BF16 or AMX emulates bfloat16: several times slower than fp32 (`--dry-run` measures it). Whether
+    bf16 changes a study's answer is a study of its own (`studies/compute_dtype.yaml`). Replaces the CUDA-only `amp`
+    (a study's `train.amp: true` still reads as `bf16`, with a warning)."""
     compile: bool = False
     """torch.compile the networks (opt-in: costs compile time, gains vary by device)."""
     num_threads: int = 0
@@ -251,6 +257,7 @@ class TrainConfig:
             self.threshold_quantile,
         )
         _choice("device", self.device, DEVICES)
+        _choice("compute_dtype", self.compute_dtype, COMPUTE_DTYPES)
         _check("deterministic", isinstance(self.deterministic, bool), "true or false", self.deterministic)
 
     def to_dict(self) -> dict:

@@ -20,12 +20,15 @@ from torch import nn
 from .config import ModelConfig, TrainConfig
 from .data import CategoryData
 from .device import deterministic_kernels, resolve_device
-from .factory import build_discriminator, build_generator, count_parameters, init_weights
+from .factory import build_discriminator, build_generator, count_parameters
 from .gallery import trial_gallery
 from .losses import LOSSES, LossTerms
 from .metrics import auc_or_nan, compute_metrics
 from .pixel_metrics import trial_pixel_metrics
+from .reinit import DiscriminatorReset
 from .scoring import combine_parts, score_images, to_float
+
+SYNC_FREE_RESET = False  # True: the CUDA form of the discriminator reset on every device (tests compare the two)
 
 
 @dataclass
@@ -58,12 +61,15 @@ def train(
     seed: int,
     callback: Callable[[Progress], None] | None = None,
     resume: dict | None = None,
+    networks: tuple[nn.Module, nn.Module] | None = None,
 ) -> TrainResult:
-    """Train `model_cfg` on `data.train` for `train_cfg.iterations` steps, then score `data.val` and `data.test`."""
+    """Train `model_cfg` on `data.train` for `train_cfg.iterations` steps, then score `data.val` and `data.test`.
+    `networks`: a (generator, discriminator) pair to train instead of the factory's (the benchmark's reference
+    networks); `model_cfg.model` still chooses the losses and the score."""
     # 0. `deterministic`: deterministic kernels for this call only (the process's settings come back after it).
     with deterministic_kernels(train_cfg.deterministic):
         # 1. Set up: networks initialised from the seed, optimisers, the category on the device, a resumed state.
-        run = _setup(model_cfg, train_cfg, data, seed, resume)
+        run = _setup(model_cfg, train_cfg, data, seed, resume, networks)
 
         # 2. Loop: a batch, the losses, one step of each network, a report every `log_every` (and `eval_every`).
         for it in range(run.start, train_cfg.iterations):
@@ -112,7 +118,7 @@ class _Run:
     seed: int
     device: torch.device
     memory_format: torch.memory_format
-    autocast: contextlib.AbstractContextManager  # bfloat16 autocast on CUDA when `amp` is on, else a no-op
+    autocast: contextlib.AbstractContextManager  # bfloat16 autocast (`compute_dtype: bf16`, CPU or CUDA), else a no-op
     generator: nn.Module
     discriminator: nn.Module
     g_step: nn.Module  # the networks as the step calls them (compiled when `compile` is on)
@@ -126,6 +132,7 @@ class _Run:
     batch_size: int
     batches: _BatchOrder
     rng: torch.Generator  # per-iteration noise streams (input noise, AnoGAN's z)
+    reset: DiscriminatorReset | None = None  # `reinit_d_below` (on the device on CUDA: no host sync per step)
     start: int = 0  # the iteration this call starts from (> 0 when resumed)
     resumed_seconds: float = 0.0  # training seconds before this call (when resumed)
     seconds: float = 0.0  # training seconds so far, validation excluded
@@ -153,7 +160,14 @@ class _Run:
         }
 
 
-def _setup(model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, seed: int, resume: dict | None) -> _Run:
+def _setup(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    data: CategoryData,
+    seed: int,
+    resume: dict | None,
+    networks: tuple[nn.Module, nn.Module] | None = None,
+) -> _Run:
     if data.image_size != model_cfg.image_size:
         raise ValueError(f"image_size: the model expects {model_cfg.image_size} px, the data is {data.image_size} px")
     device = resolve_device(train_cfg.device)
@@ -162,8 +176,9 @@ def _setup(model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, s
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
     # Weights are initialised on the CPU from the seed, so a seed gives the same start on every device.
     torch.manual_seed(seed)
-    generator = build_generator(model_cfg).to(device, memory_format=memory_format)
-    discriminator = build_discriminator(model_cfg).to(device, memory_format=memory_format)
+    generator, discriminator = networks or (build_generator(model_cfg), build_discriminator(model_cfg))
+    generator = generator.to(device, memory_format=memory_format)
+    discriminator = discriminator.to(device, memory_format=memory_format)
     betas = (train_cfg.beta1, train_cfg.beta2)
     opt_g = torch.optim.Adam(generator.parameters(), lr=train_cfg.lr, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=train_cfg.lr, betas=betas)
@@ -181,8 +196,8 @@ def _setup(model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, s
         device=device,
         memory_format=memory_format,
         autocast=(
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if train_cfg.amp and device.type == "cuda"
+            torch.autocast(device.type, dtype=torch.bfloat16)
+            if train_cfg.compute_dtype == "bf16"
             else contextlib.nullcontext()
         ),
         generator=generator,
@@ -207,6 +222,10 @@ def _setup(model_cfg: ModelConfig, train_cfg: TrainConfig, data: CategoryData, s
         run.start, run.d_reinits = resume["iteration"], resume["d_reinits"]
         run.seconds = run.resumed_seconds = resume["seconds"]
         run.history = list(resume["history"])
+    # After a resume: its re-init count decides the next reset's weights.
+    run.reset = DiscriminatorReset(
+        discriminator, train_cfg.reinit_d_below, seed, run.d_reinits, on_device=SYNC_FREE_RESET or device.type == "cuda"
+    )
     generator.train()
     discriminator.train()
     run.meter.restart()
@@ -248,22 +267,8 @@ def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor, it: int) -> LossTerms:
             group["lr"] = lr
     run.opt_g.step()
     run.opt_d.step()
-    # Both official codes restart a discriminator that has won outright.
-    if run.train_cfg.reinit_d_below and terms.d.item() < run.train_cfg.reinit_d_below:
-        init_weights(run.discriminator, generator=_reinit_stream(run.seed, run.d_reinits))
-        run.d_reinits += 1
+    run.reset.after_step(terms.d)  # both official codes restart a discriminator that has won outright
     return terms
-
-
-def _reinit_stream(seed: int, reinit: int) -> torch.Generator:
-    """The random stream of the run's `reinit`-th discriminator re-initialisation: a pure function of (seed, reinit),
-    like the batch order and the noise, so a resumed run (its checkpoint holds `d_reinits`) draws the same weights
-    as an uninterrupted one, whatever the global RNG did in between. A CPU stream: the same weights on every device."""
-    stream = np.random.SeedSequence([seed, _REINIT_STREAM, reinit]).generate_state(1, np.uint64)[0]
-    return torch.Generator().manual_seed(int(stream))
-
-
-_REINIT_STREAM = 1  # keeps the re-init streams apart from other (seed, ...) seed sequences
 
 
 def _report(run: _Run, done: int, evaluate: bool, callback: Callable[[Progress], None] | None) -> None:
@@ -272,6 +277,7 @@ def _report(run: _Run, done: int, evaluate: bool, callback: Callable[[Progress],
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     run.seconds += time.perf_counter() - run.meter.tic
+    run.d_reinits = run.reset.settle()
     losses = run.meter.means()
     if not all(math.isfinite(v) for v in losses.values()):
         raise FloatingPointError(f"non-finite loss by iteration {done}: {_fmt(losses)}")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import torch
 
 from ssagan_core.benchmark import images_per_second, main, parse_model
 
@@ -40,3 +43,69 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+FAKE_NETWORKS = """
+import torch
+from torch import nn
+
+def define_G(opt):
+    return nn.Sequential(nn.Conv2d(opt.nc, 4, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(4, opt.nc, 3, 1, 1), nn.Tanh())
+
+class _D(nn.Module):
+    def __init__(self, opt):
+        super().__init__()
+        self.feat = nn.Sequential(nn.Conv2d(opt.nc, 4, 4, 2, 1), nn.LeakyReLU(0.2), nn.AdaptiveAvgPool2d(4))
+        self.clas = nn.Sequential(nn.Conv2d(4, 1, 3, 1, 1), nn.Sigmoid())
+
+def define_D(opt):
+    return _D(opt)
+"""
+
+
+def test_reference_compute_dtypes_and_json(tmp_path, capsys) -> None:
+    """`--reference PATH` puts a checkout's networks (here a stand-in with the official file layout and
+    `define_G`/`define_D` API) first as the 1.00x row, trained by our skip_ganomaly step; every model runs in every
+    `--compute-dtype`; `--json` writes the printed rows with the conditions."""
+    checkout = tmp_path / "skip-ganomaly"
+    (checkout / "lib" / "models").mkdir(parents=True)
+    (checkout / "lib" / "models" / "networks.py").write_text(FAKE_NETWORKS)
+    tiny = "base_channels=4 max_channels=16 ndf=4 nz=8"
+    argv = ["--image-size", "32", "--batch-size", "4", "--iterations", "2", "--warmup", "1", "--rounds", "1"]
+    out = tmp_path / "bench.json"
+    extra = ["--threads", "1", "--compute-dtype", "fp32", "bf16", "--reference", str(checkout), "--json", str(out)]
+    assert main([*argv, *extra, f"ssagan attention=false {tiny}"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    ours = f"ssagan attention=false {tiny}"
+    assert [r.rsplit(maxsplit=5)[0].strip() for r in rows] == ["official skip-ganomaly", ours, ours]
+    written = json.loads(out.read_text())
+    expected = [("official skip-ganomaly", "fp32"), (ours, "fp32"), (ours, "bf16")]
+    assert [(r["model"], r["compute_dtype"]) for r in written["rows"]] == expected
+    assert written["rows"][0]["ratio"] == 1.0 and all(r["images_per_second"] > 0 for r in written["rows"])
+    assert all(r["gflops_generator"] > 0 and r["gflops_discriminator"] > 0 for r in written["rows"])
+    assert written["conditions"]["threads"] == 1 and written["conditions"]["reference"] == str(checkout)
+    assert written["conditions"]["device"].startswith("cpu") and written["conditions"]["torch"] == torch.__version__
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["ssagan", "--compute-dtype", "fp16"], "error: --compute-dtype: 'fp16' is not one of 'fp32', 'bf16'"),
+        (["ssagan", "--reference", "/nonexistent"], "error: --reference /nonexistent: no lib/models/networks.py"),
+        (["ssagan", "--json", "/nonexistent/b.json"], "error: --json /nonexistent/b.json: its folder does not exist"),
+    ],
+)
+def test_bad_benchmark_options_are_one_line_and_exit_2(argv, message, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_reference_checkout_that_does_not_build_is_one_line(tmp_path, capsys) -> None:
+    broken = tmp_path / "lib" / "models"
+    broken.mkdir(parents=True)
+    (broken / "networks.py").write_text("def define_G(opt):\n    raise KeyError('isize')\n")
+    assert main(["ssagan", "--reference", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --reference {tmp_path}: its networks do not build (KeyError")
+    assert err.count("\n") == 1

@@ -256,3 +256,43 @@ def test_core_does_not_import_orchestration_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("kv_pool", [1, 2])
+@pytest.mark.parametrize("channels", [16, 64])
+def test_attention_unpadded_cuda_form_equals_the_padded_cpu_form(channels: int, kv_pool: int) -> None:
+    """On CUDA query and key go to SDPA C/8 wide (`pad_qk` off: the memory-efficient kernel takes unequal head
+    dims); here on the CPU that form runs SDPA's math path. Both forms equal softmax(Q^T K) V, with equal gradients."""
+    torch.manual_seed(channels)
+    padded, unpadded = SelfAttention2d(channels, kv_pool), SelfAttention2d(channels, kv_pool)
+    unpadded.load_state_dict(padded.state_dict())
+    unpadded.pad_qk = False
+    with torch.no_grad():
+        padded.gamma.fill_(0.7), unpadded.gamma.fill_(0.7)
+    x = torch.randn(2, channels, 8, 8).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a, b = padded(xa), unpadded(xb)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b, _naive_attention(unpadded, x), rtol=1e-5, atol=1e-5)
+    a.square().sum().backward(), b.square().sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-4, atol=1e-4)
+    for (name, pa), (_, pb) in zip(padded.named_parameters(), unpadded.named_parameters(), strict=True):
+        torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("pad_qk", [None, False])
+def test_attention_under_bf16_autocast_stays_within_bf16_rounding(pad_qk) -> None:
+    """`train.compute_dtype: bf16` runs attention in bfloat16 (8 mantissa bits): it must still be the same function,
+    within bfloat16's rounding of the fp32 result, in both the padded and the unpadded form."""
+    torch.manual_seed(0)
+    m = SelfAttention2d(32).to(memory_format=torch.channels_last)
+    m.pad_qk = pad_qk
+    with torch.no_grad():
+        m.gamma.fill_(1.0)
+    x = torch.randn(2, 32, 8, 8).contiguous(memory_format=torch.channels_last)
+    exact = _naive_attention(m, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = m(x)
+    assert low.dtype == torch.float32  # x + gamma * out: the residual keeps the input's dtype
+    torch.testing.assert_close(low, exact, rtol=2e-2, atol=2e-2)
+    assert not torch.equal(low, exact)  # bfloat16 did run

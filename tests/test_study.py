@@ -225,3 +225,18 @@ def test_the_committed_example_report_is_not_a_shipped_studys_output_folder() ->
     folder = re.search(r"\]\((reports/[^)]+)/report\.md\)", readme).group(1)
     assert (SHIPPED.parent / folder / "report.md").is_file() and (SHIPPED.parent / folder / "trials.parquet").is_file()
     assert Path(folder).name not in {load_study(p).name for p in SHIPPED.glob("*.yaml") if "paper" not in p.stem}
+
+
+def test_the_old_amp_key_reads_as_compute_dtype_with_a_warning(tmp_path) -> None:
+    """`train.amp` (bfloat16 on CUDA only) became `train.compute_dtype: fp32 | bf16` (both devices): true reads as bf16,
+    false as fp32, as a section key and as a factor; anything else is refused under the new name."""
+    path = write_study(tmp_path / "s.yaml", train__amp=True, grid={"train.amp": [False, True]})
+    with pytest.warns(StudyDeprecation, match=r"train\.amp is now train\.compute_dtype") as caught:
+        study = load_study(path)
+    assert len(caught) == 2
+    assert study.train["compute_dtype"] == "bf16" and "amp" not in study.train
+    assert study.grid == {"train.compute_dtype": ("fp32", "bf16")}
+    assert {s.train.compute_dtype for s in trial_specs(study, ("nut",))} == {"fp32", "bf16"}
+    refused = r"train\.compute_dtype.*'maybe' is not one of"
+    with pytest.warns(StudyDeprecation), pytest.raises(StudyError, match=refused):
+        load_study(write_study(tmp_path / "bad.yaml", train__amp="maybe"))

@@ -290,3 +290,47 @@ def test_the_quick_check_cli(capsys) -> None:
     assert main(["--categories", "bolt"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: categories: bolt not among") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("model", ["ssagan", "ganomaly"])
+def test_the_sync_free_discriminator_reset_equals_the_per_step_one(data, model, monkeypatch) -> None:
+    """On CUDA the reset rule runs on the device (no `.item()` per step); forced here on the CPU, it gives the
+    bit-identical run while at most one reset falls between two reports (log_every=1), and counts every reset."""
+    cfg = ModelConfig(model=model, image_size=32, **TINY)
+    every_step = dataclasses.replace(QUICK, reinit_d_below=1e3, log_every=1)  # a reset after every step
+    plain = train(cfg, every_step, data, seed=2)
+    monkeypatch.setattr(training, "SYNC_FREE_RESET", True)
+    on_device = train(cfg, every_step, data, seed=2)
+    np.testing.assert_array_equal(on_device.test_scores["score"], plain.test_scores["score"])
+    assert on_device.metrics["d_reinits"] == plain.metrics["d_reinits"] == 4
+    assert [h["loss_d"] for h in on_device.history] == [h["loss_d"] for h in plain.history]
+    never = dataclasses.replace(QUICK, reinit_d_below=1e-30)
+    monkeypatch.setattr(training, "SYNC_FREE_RESET", False)
+    reference = train(cfg, never, data, seed=2)
+    monkeypatch.setattr(training, "SYNC_FREE_RESET", True)
+    untouched = train(cfg, never, data, seed=2)  # the rule not firing leaves the run exactly as it was
+    np.testing.assert_array_equal(untouched.test_scores["score"], reference.test_scores["score"])
+    assert untouched.metrics["d_reinits"] == 0
+    batched = train(cfg, dataclasses.replace(every_step, log_every=4), data, seed=2)
+    assert batched.metrics["d_reinits"] == 4  # four resets between two reports: all counted
+
+
+def test_bf16_compute_dtype_trains_on_the_cpu_and_scores_in_fp32(data) -> None:
+    """`train.compute_dtype: bf16` is bfloat16 autocast on whatever device trains (the old `amp` was CUDA-only): the
+    step's convolutions run in bfloat16, scoring runs as in fp32 (same dtype), and the scores differ from fp32's."""
+    cfg = ModelConfig(image_size=32, **TINY)
+    seen: list[torch.dtype] = []  # the dtype of every convolution's output while training (scoring is eval mode)
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, i, o: seen.append(o.dtype) if isinstance(m, torch.nn.Conv2d) and m.training else None
+    )
+    try:
+        low = train(cfg, dataclasses.replace(QUICK, compute_dtype="bf16"), data, seed=1)
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    full = train(cfg, QUICK, data, seed=1)
+    assert low.test_scores["score"].dtype == full.test_scores["score"].dtype
+    assert np.isfinite(low.test_scores["score"]).all()
+    assert not np.array_equal(low.test_scores["score"], full.test_scores["score"])
+    with pytest.raises(ValueError, match=r"compute_dtype: 'fp16' is not one of 'fp32', 'bf16'"):
+        TrainConfig(compute_dtype="fp16")

@@ -8,6 +8,7 @@ Plain Python values only (no torch, no model library), so that the report can re
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,9 @@ TOP_KEYS = ("name", "description", "dataset", "model", "train", "seeds", "adapti
             "resources")  # fmt: skip
 # Study keys that were renamed so that the study key, the config field and the Parquet column are one word. Old
 # study files (and the study.yaml of old output folders) are still read; `load_study` warns about them.
-RENAMED = {"model.name": "model.model"}
+RENAMED = {"model.name": "model.model", "train.amp": "train.compute_dtype"}
+# Renamed keys whose values changed too: old value -> new value (others pass through, to be refused by name).
+RENAMED_VALUES = {"train.amp": {True: "bf16", False: "fp32"}}
 
 
 @dataclass(frozen=True)
@@ -231,9 +234,11 @@ def rename_old_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str
     for old, new in RENAMED.items():
         section, old_name = old.split(".", 1)
         new_name = new.split(".", 1)[1]
+        value = functools.partial(_renamed_value, RENAMED_VALUES.get(old, {}))
         values = raw.get(section)
         if isinstance(values, dict) and old_name in values:
-            raw[section] = {(new_name if k == old_name else k): v for k, v in values.items()}
+            raw[section] = {(new_name if k == old_name else k): (value(v) if k == old_name else v)
+                            for k, v in values.items()}  # fmt: skip
             found.append((f"{section}.{old_name}", f"{section}.{new_name}"))
         for design in DESIGNS:
             factors = raw.get(design)
@@ -243,9 +248,17 @@ def rename_old_keys(raw: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str
                     raw[design] = {**factors, "space": {(new if k == old else k): v for k, v in space.items()}}
                     found.append((f"search.space.{old}", f"search.space.{new}"))
             elif isinstance(factors, dict) and old in factors:
-                raw[design] = {(new if k == old else k): v for k, v in factors.items()}
+                raw[design] = {(new if k == old else k): (value(v, many=True) if k == old else v)
+                               for k, v in factors.items()}  # fmt: skip
                 found.append((f"{design}.{old}", f"{design}.{new}"))
     return raw, found
+
+
+def _renamed_value(mapping: dict, value: Any, many: bool = False) -> Any:
+    """An old key's value (or, `many`, a factor's list of values) as the new key reads it (`RENAMED_VALUES`)."""
+    if many and isinstance(value, list):
+        return [_renamed_value(mapping, v) for v in value]
+    return mapping.get(value, value) if isinstance(value, bool) else value
 
 
 def column(factor: str) -> str:
