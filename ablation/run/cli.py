@@ -58,7 +58,12 @@ def parser() -> argparse.ArgumentParser:
         help="override a study key; VALUE is read as YAML (repeatable)",
     )
     p.add_argument("--resume", action="store_true", help="continue a study whose output folder holds results")
-    p.add_argument("--dry-run", action="store_true", help="validate the study and data, print the trials, stop")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the study and data, print the trials and a cost estimate (a short probe of each variant), stop",
+    )
+    p.add_argument("--no-estimate", action="store_true", help="--dry-run without the probe and cost estimate")
     p.add_argument(
         "--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray instance)"
     )
@@ -89,9 +94,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     planned = study.planned_trials(len(categories))
     if args.dry_run:
         # Load (and cache) every category: a bad image or mask must surface now, not in a trial.
-        for category in categories:
-            load_category(dataset, category)
+        data = {category: load_category(dataset, category) for category in categories}
         _print_plan(console, study, specs, categories, out)
+        if not args.no_estimate:
+            _print_estimate(console, study, specs, data, args)
         return EXIT_OK
     if args.serial and study.design == "search":
         raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
@@ -271,6 +277,53 @@ def _print_plan(console: Console, study: Study, specs: list[TrialSpec], categori
             f"{', '.join(map(str, r.looks()))} seeds; worst case {worst_case(study, len(categories))} trials"
             + (f" ({', '.join(budget)})" if budget else ""),
         )
+
+
+def _print_estimate(
+    console: Console, study: Study, specs: list[TrialSpec], data: dict[str, CategoryData], args: argparse.Namespace
+) -> None:
+    """The probe of each variant on this machine and the study's estimated cost (`estimate`)."""
+    import torch
+
+    from ..study.design import spec_for, variants
+    from .estimate import PROBE_ITERATIONS, PROBE_WARMUP, STEP_RULE, concurrency, estimate, format_seconds
+
+    context = RunContext.of(study)
+    if context.device == "cuda" and not torch.cuda.is_available():
+        _say(console, "cost estimate: not made: the study asks for GPUs (gpus_per_trial) and this machine has none")
+        return
+    if study.adaptive_seeds:
+        first = set(study.first_seeds)
+        specs = [s for s in specs if s.seed in first]
+    if study.design == "search":  # the base settings stand for every sampled point (a rough figure)
+        base = variants(study)[0]
+        specs = [spec_for(study, base, study.seeds[0], c) for c in data for _ in range(study.search.trials)]
+    gpus = args.num_gpus if args.num_gpus is not None else torch.cuda.device_count()
+    slots = concurrency(study.resources, args.num_cpus, gpus)
+    result = estimate(specs, data, context.device, context.threads, slots)
+    table = Table(title=f"cost estimate: a {PROBE_WARMUP + PROBE_ITERATIONS}-iteration probe of each variant here")
+    for name in ("variant", "trials", "s/iter", "trial", "GFLOP G", "GFLOP D", "GFLOP step"):
+        table.add_column(name, justify="left" if name == "variant" else "right", no_wrap=True)
+    for v in result.variants:
+        table.add_row(
+            v.variant, str(v.trials), f"{v.seconds_per_iteration:.3g}", format_seconds(v.trial_seconds),
+            f"{v.gflops_generator:.3g}", f"{v.gflops_discriminator:.3g}", f"{v.train_gflops:.3g}",
+        )  # fmt: skip
+    Console(width=max(Console().width, 100)).print(table)
+    _say(console, f"GFLOP: forward per image (G, D); step: per training image, {STEP_RULE}; device {context.device}")
+    where = f"{slots} at a time" + (f" on {args.address}'s share of this machine" if args.address else " here")
+    what = "the first round" if study.adaptive_seeds else f"{len(specs)} trials"
+    line = (
+        f"estimated wall time: {format_seconds(result.wall_seconds)} for {what} "
+        f"({format_seconds(result.trial_seconds)} of trial work, {where}; the probe took "
+        f"{format_seconds(result.probe_seconds)})"
+    )
+    if study.adaptive_seeds:
+        from .adaptive import worst_case
+
+        worst = worst_case(study, len(data))
+        line += f"; worst case {worst} trials: {format_seconds(result.worst_case_seconds(worst))}"
+    _say(console, line)
 
 
 def _say(console: Console, text: str) -> None:
