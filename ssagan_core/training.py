@@ -373,14 +373,15 @@ class _BatchOrder:
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.per_epoch = n // batch_size
-        self._epoch, self._order = -1, np.arange(n)
+        self._epoch, self._order = -1, torch.arange(n)
 
     def indices(self, iteration: int, device: torch.device) -> torch.Tensor:
+        """The batch's indices, sliced from the epoch's order on the device (one copy to the device per epoch)."""
         epoch, step = divmod(iteration, self.per_epoch)
         if epoch != self._epoch:
-            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        chosen = self._order[step * self.batch_size : (step + 1) * self.batch_size]
-        return torch.from_numpy(chosen).to(device, non_blocking=True)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._epoch, self._order = epoch, torch.from_numpy(order).to(device)
+        return self._order[step * self.batch_size : (step + 1) * self.batch_size]
 
 
 def _fmt(values: dict[str, float]) -> str:

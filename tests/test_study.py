@@ -198,6 +198,7 @@ SHIPPED_TRIALS = {
     "attention_adaptive": 40,  # adaptive seeds: the worst case (every variant at 10 seeds)
     "score_normalize": 32,  # adaptive seeds: the worst case (every variant at 8 seeds)
     "elpv_recipe": 12,
+    "compute_dtype": 12,
 }
 
 
