@@ -1,5 +1,6 @@
 """Shared test settings: single-threaded torch (fast and deterministic on small inputs), the switch fixture, and
-the slow-test gate: `pytest` runs the fast suite; `pytest --run-slow` (the README's test command, and CI) runs all."""
+the slow-test gate: `pytest` runs the fast suite; `pytest --run-slow` (the README's test command, and CI) runs all.
+Tests marked `cuda` are skipped where there is no CUDA device (`tools/gpu_check.py` runs them on a GPU machine)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not torch.cuda.is_available():  # CUDA tests are skipped, not deselected: the summary says why they did not run
+        no_cuda = pytest.mark.skip(reason="no CUDA device (torch.cuda.is_available() is False)")
+        for item in items:
+            if item.get_closest_marker("cuda") is not None:
+                item.add_marker(no_cuda)
     if config.getoption("--run-slow"):
         return
     slow = [item for item in items if "slow" in item.keywords]
