@@ -11,16 +11,19 @@ class DcganEncoder(nn.Sequential):
     """(B, C, S, S) -> (B, out_channels, 1, 1): 4x4 stride-2 convs doubling the width down to 4x4, then a 4x4 conv.
 
     Layer for layer the official `Encoder`: first conv + LeakyReLU(0.2) without BatchNorm, then conv + BN + LeakyReLU
-    per halving, no conv biases. With `final_conv=False` it stops at the (B, width * S/8, 4, 4) pyramid output.
+    per halving, no conv biases; the activations work in place, as there (each on a conv's or BatchNorm's output,
+    which their backward does not read). With `final_conv=False` it stops at the (B, width * S/8, 4, 4) pyramid output.
     """
 
     def __init__(self, image_size: int, in_channels: int, width: int, out_channels: int, final_conv: bool = True):
         super().__init__()
         self.append(nn.Conv2d(in_channels, width, 4, 2, 1, bias=False))
-        self.append(nn.LeakyReLU(0.2))
+        self.append(nn.LeakyReLU(0.2, inplace=True))
         size, c = image_size // 2, width
         while size > 4:
-            self.extend([nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2)])
+            self.extend(
+                [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, inplace=True)]
+            )
             size, c = size // 2, 2 * c
         self.out_width = c
         if final_conv:
@@ -35,10 +38,12 @@ class DcganDecoder(nn.Sequential):
     def __init__(self, image_size: int, nz: int, out_channels: int, width: int) -> None:
         super().__init__()
         c = width * image_size // 8  # the width at 4x4, halved per doubling down to `width` at S/2
-        self.extend([nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU()])
+        self.extend([nn.ConvTranspose2d(nz, c, 4, 1, 0, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)])
         size = 4
         while size < image_size // 2:
-            self.extend([nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU()])
+            self.extend(
+                [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(inplace=True)]
+            )
             size, c = size * 2, c // 2
         self.extend([nn.ConvTranspose2d(c, out_channels, 4, 2, 1, bias=False), nn.Tanh()])
 

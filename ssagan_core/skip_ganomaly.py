@@ -25,23 +25,31 @@ class UnetGenerator(nn.Module):
             if i == 0:  # outermost: conv only
                 self.down.append(nn.Conv2d(channels, c, 4, 2, 1, bias=False))
             elif i == n - 1:  # innermost: no norm
-                self.down.append(nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(widths[i - 1], c, 4, 2, 1, bias=False)))
+                self.down.append(
+                    nn.Sequential(nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(widths[i - 1], c, 4, 2, 1, bias=False))
+                )
             else:
                 self.down.append(
                     nn.Sequential(
-                        nn.LeakyReLU(0.2), nn.Conv2d(widths[i - 1], c, 4, 2, 1, bias=False), nn.BatchNorm2d(c)
+                        nn.LeakyReLU(0.2, inplace=True),
+                        nn.Conv2d(widths[i - 1], c, 4, 2, 1, bias=False),
+                        nn.BatchNorm2d(c),
                     )
                 )
         self.up = nn.ModuleList()
         for i in reversed(range(n)):  # innermost first
             c_in = widths[i] if i == n - 1 else 2 * widths[i]  # below the innermost, input = cat(skip, up)
             if i == 0:  # outermost: the only conv with a bias, then tanh
-                self.up.append(nn.Sequential(nn.ReLU(), nn.ConvTranspose2d(c_in, channels, 4, 2, 1), nn.Tanh()))
+                self.up.append(
+                    nn.Sequential(nn.ReLU(inplace=True), nn.ConvTranspose2d(c_in, channels, 4, 2, 1), nn.Tanh())
+                )
             else:
                 c_out = widths[i - 1]
                 self.up.append(
                     nn.Sequential(
-                        nn.ReLU(), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out)
+                        nn.ReLU(inplace=True),
+                        nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                        nn.BatchNorm2d(c_out),
                     )
                 )
 

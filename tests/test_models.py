@@ -182,6 +182,50 @@ def test_bilinear_up_by_matmul_equals_interpolate(shape: tuple, channels_last: b
     assert torch.equal(BilinearUp2()(x), reference.detach())  # off CUDA the module is torch's kernel
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bilinear_up_backward_on_a_sliced_gradient_equals_torchs(channels_last: bool) -> None:
+    """The decoder hands the upsampling a channel slice of the concatenation's gradient; the module makes it dense
+    before torch's backward kernel (faster on CPU): values and gradients stay torch's, to the bit."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 5, 7, generator=gen).contiguous(memory_format=fmt)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn(2, 12, 10, 14, generator=gen).contiguous(memory_format=fmt)[:, 3:9]  # strided, as from cat
+    reference = F.interpolate(a, scale_factor=2, mode="bilinear", align_corners=False)
+    ours = BilinearUp2()(b)
+    assert torch.equal(ours, reference)
+    reference.backward(grad)
+    ours.backward(grad)
+    assert torch.equal(b.grad, a.grad)
+
+
+@pytest.mark.parametrize("model", ["ssagan", "skip_ganomaly", "ganomaly", "anogan"])
+def test_in_place_activations_give_the_out_of_place_gradients(model: str) -> None:
+    """The activations work in place (each on a tensor only it reads, or whose other readers see it through a
+    ReLU); switching every one of them back to out-of-place changes no output and no gradient."""
+    cfg = ModelConfig(model=model, image_size=32, base_channels=4, ndf=4, nz=8)
+    shape = (2, 8, 1, 1) if model == "anogan" else (2, 3, 32, 32)  # AnoGAN generates from a latent
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    results = []
+    for inplace in (True, False):
+        torch.manual_seed(0)
+        nets = [build_generator(cfg), build_discriminator(cfg)]
+        acts = [m for net in nets for m in net.modules() if isinstance(m, (nn.LeakyReLU, nn.ReLU))]
+        assert acts and all(m.inplace for m in acts)
+        for m in acts:
+            m.inplace = inplace
+        generator, discriminator = nets
+        out = generator(x)
+        fake = out[0] if isinstance(out, tuple) else out
+        probability, features = discriminator(fake)
+        (fake.square().mean() + probability.sum() + features.square().mean()).backward()
+        grads = [p.grad.clone() for net in nets for p in net.parameters() if p.grad is not None]
+        results.append((fake.detach(), grads))
+    assert torch.equal(results[0][0], results[1][0])
+    assert len(results[0][1]) == len(results[1][1]) > 0
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1], strict=True))
+
+
 def _naive_attention(m: SelfAttention2d, x: torch.Tensor) -> torch.Tensor:
     """softmax(Q^T K) V computed literally, with the N x N map (SAGAN's reference formulation)."""
     b, c, h, w = x.shape
