@@ -24,16 +24,6 @@ from .studies import write_study
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray instance (2 CPUs) shared by every in-process runner test."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield ray
-    ray.shutdown()
-
-
 def _run(tmp_path: Path, *extra: str, **changes) -> tuple[int, Path]:
     out = tmp_path / "out"
     study = write_study(tmp_path / "study.yaml", **changes)

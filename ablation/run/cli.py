@@ -8,6 +8,7 @@ Exit status: 0 every trial succeeded; 1 some trials failed (their rows say why; 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import sys
 import time
@@ -27,14 +28,30 @@ from ..study.design import TrialSpec, trial_specs
 from ..study.load import StudyDeprecation, StudyError, check_budget, data_config, load_study
 from ..study.schema import Study
 from .context import RunContext, StartError
+from .lock import hold_output
 from .progress import StudyView
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
+class UsageError(Exception):
+    """A bad command line (unknown option, missing or malformed value): one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (`error: ...`), not the usage text and an error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (python -m ablation.run --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     console = Console(stderr=True)
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as e:
+        _error(console, str(e))
+        return EXIT_CANNOT_START
     try:
         return _run(args, console)
     except (StudyError, DatasetError, StartError) as e:
@@ -46,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ablation.run", description="Run an ablation study file.")
+    p = _Parser(prog="python -m ablation.run", description="Run an ablation study file.")
     p.add_argument("study", help="the study file (YAML), e.g. studies/attention.yaml")
     p.add_argument("--out", help="output folder (default: reports/NAME, NAME the study's name)")
     p.add_argument(
@@ -92,19 +109,53 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     check_budget(study, len(categories))
     specs = trial_specs(study, categories) if study.design != "search" else []
     planned = study.planned_trials(len(categories))
+    # Load (and cache) every category: a bad image or mask must surface now, before anything is written.
+    data = {category: load_category(dataset, category) for category in categories}
     if args.dry_run:
-        # Load (and cache) every category: a bad image or mask must surface now, not in a trial.
-        data = {category: load_category(dataset, category) for category in categories}
         _print_plan(console, study, specs, categories, out)
         if not args.no_estimate:
             _print_estimate(console, study, specs, data, args)
         return EXIT_OK
     if args.serial and study.design == "search":
         raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
+    _open_output(out, study, args.resume)  # refuse a folder in the way before touching it (again under the lock)
+    with hold_output(out):  # one writer per output folder; nothing is written before this
+        return _run_holding(args, study, out, categories, specs, planned, data, console)
 
-    store = _open_output(out, study, args.resume)
-    data = {category: load_category(dataset, category) for category in categories}
-    store.save_study(study)
+
+def _run_holding(
+    args: argparse.Namespace,
+    study: Study,
+    out: Path,
+    categories: tuple[str, ...],
+    specs: list[TrialSpec],
+    planned: int,
+    data: dict[str, CategoryData],
+    console: Console,
+) -> int:
+    """The study's trials, ledger and report, while this run holds the output folder."""
+    with contextlib.ExitStack() as ray_session:
+        if not args.serial:  # Ray up and the cluster checked before anything is written
+            from . import driver  # Ray is imported only when a study runs on it
+
+            ray_session.enter_context(driver.ray_session(args.address, args.num_cpus, args.num_gpus))
+            driver.check_cluster(study.resources, args.storage)
+        store = _open_output(out, study, args.resume)
+        store.save_study(study)
+        return _run_trials(args, study, store, categories, specs, planned, data, console)
+
+
+def _run_trials(
+    args: argparse.Namespace,
+    study: Study,
+    store: ResultStore,
+    categories: tuple[str, ...],
+    specs: list[TrialSpec],
+    planned: int,
+    data: dict[str, CategoryData],
+    console: Console,
+) -> int:
+    out = store.out
     if study.adaptive_seeds:
         rounds = _adaptive_rounds(study, categories, store, console)
     else:
@@ -202,29 +253,27 @@ def _run_on_ray(
     from . import driver  # Ray is imported only when a study runs on it
 
     out = store.out
-    with driver.ray_session(args.address, args.num_cpus, args.num_gpus):
-        driver.check_cluster(study.resources, args.storage)
-        storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
-        storage = storage or str((out / "ray").resolve())
-        missing = 0
-        with StudyView(study.name, planned, store, console, at_most=study.adaptive_seeds is not None) as view:
-            if study.design != "search":
-                for todo in rounds:  # each round its own Tune experiment (round-1, round-2, ... under storage)
-                    context = RunContext.of(study, storage, driver.next_round(storage))
-                    outcomes = driver.run_grid(todo, data, store, context, view)
-                    twice = sorted(k for k, n in outcomes.items() if n > 1)
-                    if twice:  # GridSampler or a restore replayed a point: the ledger kept one row, but say so
-                        kept = f"kept the last: {twice[:3]}"
-                        _say(console, f"warning: {len(twice)} grid points ran more than once; {kept}")
-                    missing = len([s for s in todo if s.key not in store.trial_keys()])
-                    if missing:
-                        break
-            else:
+    storage = str(Path(args.storage).resolve()) if args.storage and "://" not in args.storage else args.storage
+    storage = storage or str((out / "ray").resolve())
+    missing = 0
+    with StudyView(study.name, planned, store, console, at_most=study.adaptive_seeds is not None) as view:
+        if study.design != "search":
+            for todo in rounds:  # each round its own Tune experiment (round-1, round-2, ... under storage)
                 context = RunContext.of(study, storage, driver.next_round(storage))
-                for category in data:
-                    driver.run_search(study, category, data, store, context, view)
-                    done = int((store.trials["category"] == category).sum()) if len(store) else 0
-                    missing += max(study.search.trials - done, 0)
+                outcomes = driver.run_grid(todo, data, store, context, view)
+                twice = sorted(k for k, n in outcomes.items() if n > 1)
+                if twice:  # GridSampler or a restore replayed a point: the ledger kept one row, but say so
+                    kept = f"kept the last: {twice[:3]}"
+                    _say(console, f"warning: {len(twice)} grid points ran more than once; {kept}")
+                missing = len([s for s in todo if s.key not in store.trial_keys()])
+                if missing:
+                    break
+        else:
+            context = RunContext.of(study, storage, driver.next_round(storage))
+            for category in data:
+                driver.run_search(study, category, data, store, context, view)
+                done = int((store.trials["category"] == category).sum()) if len(store) else 0
+                missing += max(study.search.trials - done, 0)
     if missing:
         _say(console, f"{missing} of {planned} trials did not run (the study was interrupted)")
         return EXIT_INTERRUPTED

@@ -34,16 +34,21 @@ def load_study(path: str | os.PathLike, overrides: list[str] = ()) -> Study:
     """Read, override (`KEY=VALUE`, VALUE parsed as YAML) and validate a study file."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_STUDY_BYTES and path.is_file():
+            raise StudyError(f"{path}: the study file is {size / 2**20:.1f} MB; a study file is at most 1 MB")
         text = path.read_text()
     except OSError as e:
         raise StudyError(f"{path}: cannot read the study file ({e.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = _read_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise StudyError(f"{path}: invalid YAML{where}: {problem}") from None
+    except StudyError as e:
+        raise StudyError(f"{path}: {e}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -57,6 +62,44 @@ def load_study(path: str | os.PathLike, overrides: list[str] = ()) -> Study:
         return parse_study(raw)
     except StudyError as e:
         raise StudyError(f"{path}: {e}") from None
+
+
+MAX_STUDY_BYTES = 2**20
+MAX_YAML_VALUES = 10_000  # a study file has a few hundred; aliases (*a) that expand past this are a "YAML bomb"
+
+
+def _read_yaml(text: str) -> Any:
+    """`yaml.safe_load`, refusing a key given twice in one mapping (PyYAML keeps the last silently) and aliases
+    that expand to more than `MAX_YAML_VALUES` values (PyYAML shares them, but every later walk would expand them)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_nodes(node, "", [0])
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_nodes(node: yaml.Node, where: str, count: list[int]) -> None:
+    count[0] += 1
+    if count[0] > MAX_YAML_VALUES:
+        raise StudyError(f"YAML aliases expand to more than {MAX_YAML_VALUES:,} values; write the values out")
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name in seen:
+                first, second = seen[name], key.start_mark.line + 1
+                prefix = f"{where}: {name}" if where else f"{name}:"
+                raise StudyError(f"{prefix} given twice (lines {first} and {second})")
+            if name is not None:
+                seen[name] = key.start_mark.line + 1
+            _check_nodes(value, f"{where}.{name}" if where else str(name), count)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_nodes(item, where, count)
 
 
 def parse_study(raw: dict[str, Any]) -> Study:

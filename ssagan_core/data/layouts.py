@@ -21,6 +21,7 @@ Layouts (paths relative to the dataset root):
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import os
 import pathlib
@@ -268,21 +269,41 @@ def _elpv_rows(root: pathlib.Path) -> list[tuple[str, float, str]]:
 
 def _subfolders(folder: pathlib.Path) -> list[pathlib.Path]:
     """Visible subfolders, sorted by name."""
+    for p in folder.iterdir():
+        if not p.name.startswith("."):
+            _no_broken_link(p)
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _no_broken_link(path: pathlib.Path) -> None:
+    """A symbolic link that loops (a -> b -> a) or points nowhere is an error, not a silently missing folder or
+    image."""
+    if path.is_symlink() and not path.exists():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13 reports a loop so
+            why = "loops"
+        except OSError as e:
+            why = "loops" if e.errno == errno.ELOOP else "points nowhere"
+        else:
+            return
+        raise DatasetError(f"{path}: a symbolic link that {why} ({os.readlink(path)})")
 
 
 def _images(folder: pathlib.Path, required: bool = False) -> list[pathlib.Path]:
     """The image files in `folder`, sorted; when `required`, a missing or empty folder is a `DatasetError`.
     Hidden files are skipped: macOS leaves `._name.png` companions that are not images."""
+    _no_broken_link(folder)
     if not folder.is_dir():
         if required:
             raise DatasetError(f"{folder}: not found")
         return []
-    images = sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file()
-    )
+    images = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."):
+            _no_broken_link(p)
+            if p.is_file():
+                images.append(p)
     if required and not images:
         raise DatasetError(f"{folder}: no images ({' '.join(IMAGE_EXTENSIONS)})")
     return images
