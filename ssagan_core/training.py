@@ -87,6 +87,8 @@ def train(
         score_seconds = time.perf_counter() - tic
 
         # 4. Metrics: the threshold comes from the validation split, never from the test labels.
+        _finite_scores(val_scores["score"], "validation")
+        _finite_scores(test_scores["score"], "test")
         metrics = compute_metrics(
             test_scores["score"],
             data.test.labels,
@@ -269,6 +271,14 @@ def _step(run: _Run, x: torch.Tensor, x_in: torch.Tensor, it: int) -> LossTerms:
     run.opt_d.step()
     run.reset.after_step(terms.d)  # both official codes restart a discriminator that has won outright
     return terms
+
+
+def _finite_scores(scores: np.ndarray, split: str) -> None:
+    """A NaN or infinite anomaly score (a model that diverged after its last loss check) fails the trial: an AUC
+    computed around it would rank it arbitrarily."""
+    bad = int(np.count_nonzero(~np.isfinite(scores)))
+    if bad:
+        raise FloatingPointError(f"non-finite anomaly scores for {bad} of {len(scores)} {split} images; no AUC made")
 
 
 def _report(run: _Run, done: int, evaluate: bool, callback: Callable[[Progress], None] | None) -> None:

@@ -190,11 +190,23 @@ def trials_sentence(a: Analysis, counts: pd.Series) -> str:
     return ", ".join(parts)
 
 
+def failure_reason(error: str) -> str:
+    """A failed row's reason: the exception type its one-line error starts with (`OutOfMemoryError: ...`)."""
+    head = error.split(":", 1)[0].strip()
+    return head.rsplit(".", 1)[-1] if head and " " not in head else "other"  # torch.OutOfMemoryError -> its name
+
+
 def failures(a: Analysis) -> list[str]:
     failed = a.rows[a.rows["status"] == FAILED]
     if failed.empty:
         return []
     lines = [f"## Failed trials ({len(failed)})", ""]
+    reasons = failed["error"].fillna("").map(failure_reason).value_counts()
+    attempts = failed["attempts"] if "attempts" in failed else pd.Series(1, index=failed.index)
+    runs = attempts.fillna(1).groupby(failed["error"].fillna("").map(failure_reason)).sum()
+    table = [[reason, f"{n}", f"{int(runs[reason])}"] for reason, n in reasons.items()]
+    lines += ["By reason (the error's type; runs counts every attempt, retries included):", ""]
+    lines += [*md_table(["reason", "trials", "runs"], table), ""]
     shown = failed.head(MAX_FAILED_LISTED)
     table = [[f"`{k}`", e or "(no message)"] for k, e in zip(shown["trial_key"], shown["error"], strict=True)]
     lines += [*md_table(["trial", "error"], table), ""]

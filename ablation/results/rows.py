@@ -139,6 +139,7 @@ def make_row(
         **settings(spec),
         "status": status,
         "error": error,
+        "attempts": extra.pop("attempts", 1),  # runs of the trial: 1 + its retries
         **{name: metrics.get(name, float("nan")) for name in METRICS},
         **{k: v for k, v in metrics.items() if k.startswith("final_")},
         "node": extra.pop("node", ""),

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..results.rows import code_version
 from ..study.schema import Resources, Study
+from . import faults
 
 
 class StartError(Exception):
@@ -23,11 +24,19 @@ class RunContext:
     resources: Resources
     storage: str | None = None  # Ray Tune's storage path (the Ray runner only)
     experiment: str = "round-1"  # Ray Tune's experiment of this run under `storage` (a resume adds a round)
+    faults: tuple[tuple[str, str], ...] = ()  # injected by the reliability tests only (faults.py)
 
     @classmethod
     def of(cls, study: Study, storage: str | None = None, experiment: str = "round-1") -> RunContext:
         return cls(
-            study.name, study.dataset["kind"], study.design, code_version(), study.resources, storage, experiment
+            study.name,
+            study.dataset["kind"],
+            study.design,
+            code_version(),
+            study.resources,
+            storage,
+            experiment,
+            faults.from_environment(),
         )
 
     @property

@@ -232,6 +232,7 @@ class _Ledger(tune.Callback):
             with checkpoint.as_directory() as d:
                 d = Path(d)
                 row = json.loads((d / ROW_FILE).read_text())
+                row["attempts"] = trial.num_failures + 1  # a retried trial that then succeeded says so
                 gallery = (d / GALLERY_PART).read_bytes() if (d / GALLERY_PART).exists() else None
                 scores, history = pd.read_parquet(d / SCORES_PART), pd.read_parquet(d / HISTORY_PART)
                 self._record(spec, row, scores, history, gallery)
@@ -242,7 +243,10 @@ class _Ledger(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         spec = self.specs(trial.config)
-        self._record(spec, make_row(spec, self.context, FAILED, error=_error_line(trial), trial_id=trial.trial_id))
+        error, attempts = _error_line(trial), trial.num_failures  # every attempt failed, the last with `error`
+        self._record(
+            spec, make_row(spec, self.context, FAILED, error=error, trial_id=trial.trial_id, attempts=attempts)
+        )
 
     def _record(self, spec: TrialSpec, row: dict, scores=None, history=None, gallery=None) -> None:
         self.store.add(row, scores, history, gallery)

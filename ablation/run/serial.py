@@ -14,6 +14,7 @@ from ssagan_core.training import train
 from ..results.ledger import ResultStore
 from ..results.rows import FAILED, make_row, now, outcome
 from ..study.design import TrialSpec
+from . import faults
 from .context import RunContext, device_label
 from .progress import StudyView
 
@@ -29,7 +30,9 @@ def run_serial(
         started, trial_id = now(), f"serial-{i:04d}"
         view.started(trial_id)
         try:
-            result = train(spec.model, train_cfg, data[spec.category], spec.seed)
+            fault = faults.fault_for(context.faults, spec.key)
+            callback = (lambda p, fault=fault: faults.at_report(fault, p)) if fault else None
+            result = train(spec.model, train_cfg, data[spec.category], spec.seed, callback=callback)
         except Exception as e:  # a trial's failure is a result, not the end of the study
             row = make_row(spec, context, FAILED, error=f"{type(e).__name__}: {e}", trial_id=trial_id)
             scores = history = gallery = None

@@ -24,6 +24,7 @@ from ssagan_core.training import Progress, train
 
 from ..results.rows import now, outcome, plain
 from ..study.design import TrialSpec
+from . import faults
 from .context import RunContext, device_label
 
 STATE_FILE, ROW_FILE = "state.pt", "row.json"
@@ -41,17 +42,20 @@ def run_trial(
     torch.set_num_threads(context.threads)
     train_cfg = dataclasses.replace(spec.train, device=context.device, num_threads=context.threads)
 
-    resume = None
+    fault = faults.fault_for(context.faults, spec.key)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # a retry: continue from the last saved state
-        with checkpoint.as_directory() as d:
-            if (Path(d) / STATE_FILE).exists():
-                resume = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+    resume = _load_state(checkpoint) if checkpoint is not None else None  # a retry: from the last saved state
     started = now()
     last_save = time.monotonic()
 
     def report(p: Progress) -> None:
         nonlocal last_save
+        faults.at_report(fault, p)
+        if fault == "bad_checkpoint" and checkpoint is None and p.iteration >= 2:  # the first attempt only
+            with tempfile.TemporaryDirectory() as d:
+                Path(d, STATE_FILE).write_bytes(b"not a torch checkpoint")
+                tune.report({"iteration": p.iteration}, checkpoint=tune.Checkpoint.from_directory(d))
+            raise faults.InjectedFault("injected: the trial died after saving a checkpoint that cannot be loaded")
         metrics = {"iteration": p.iteration, "images_per_second": p.images_per_second, **p.losses}
         if p.val_auc is not None and math.isfinite(p.val_auc):
             metrics["val_auc"] = p.val_auc
@@ -77,3 +81,17 @@ def run_trial(
             Path(d, GALLERY_PART).write_bytes(result.gallery)
         final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         tune.report({**final, "done": 1}, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _load_state(checkpoint: tune.Checkpoint) -> dict | None:
+    """The training state saved in a retry's checkpoint; None (train from the start: the same seed gives the same
+    trial) when there is none or it cannot be loaded (a file cut short by the crash that caused the retry)."""
+    with checkpoint.as_directory() as d:
+        path = Path(d) / STATE_FILE
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # unpickling raises many types; any of them means "not a usable state"
+            print(f"checkpoint {path} cannot be loaded ({type(e).__name__}: {e}); training from the start")
+            return None
