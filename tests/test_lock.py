@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from ablation.results.ledger import TRIALS_FILE
@@ -149,3 +150,35 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path) -> None:
     (tmp_path / "out").write_text("not a folder")
     with pytest.raises(StartError, match="is a file, not a folder"), hold_output(tmp_path / "out"):
         pass
+
+
+def test_resume_with_an_edited_study_continues_additions_and_refuses_changes(tmp_path, capsys) -> None:
+    """#11 item 6: added seeds or grid values continue (and the run says so); a changed setting is refused, naming
+    the keys, before anything is written."""
+    out = tmp_path / "out"
+    first = write_study(tmp_path / "study.yaml", seeds=[0], grid={"model.attention": [False]})
+    assert main([str(first), "--out", str(out), "--serial", "--no-report"]) == 0
+    trained = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")["trial_id"]
+
+    changed = write_study(
+        tmp_path / "changed.yaml", seeds=[0], grid={"model.attention": [False]}, train__lr=0.01, model__ndf=8
+    )
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*"))
+    capsys.readouterr()
+    assert main([str(changed), "--out", str(out), "--serial", "--no-report", "--resume"]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "the study changed since" in err and "in what its trials train (model.ndf, train.lr)" in err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in out.rglob("*")) == before
+
+    grown = write_study(
+        tmp_path / "grown.yaml",
+        seeds=[0, 1],
+        grid={"model.attention": [False, True]},
+        resources={"cpus_per_trial": 1, "retries": 2},
+    )
+    assert main([str(grown), "--out", str(out), "--serial", "--no-report", "--resume"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "continuing: grid.model.attention: added True" in err and "continuing: seeds: added 1" in err
+    assert "continuing: resources.retries: 0 -> 2" in err
+    after = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
+    assert len(after) == 4 and after.loc[trained.index, "trial_id"].equals(trained)  # the first trial kept, not rerun

@@ -22,8 +22,9 @@ from rich.table import Table
 
 from ssagan_core.data import CategoryData, DatasetError, load_category, resolve_categories
 
-from ..results.ledger import TRIALS_FILE, ResultStore
+from ..results.ledger import STUDY_FILE, TRIALS_FILE, ResultStore, read_study
 from ..results.rows import FAILED, OK
+from ..study.compare import resume_changes
 from ..study.design import TrialSpec, trial_specs
 from ..study.load import StudyDeprecation, StudyError, check_budget, data_config, load_study
 from ..study.schema import Study
@@ -141,6 +142,9 @@ def _run_holding(
             ray_session.enter_context(driver.ray_session(args.address, args.num_cpus, args.num_gpus))
             driver.check_cluster(study.resources, args.storage)
         store = _open_output(out, study, args.resume)
+        if args.resume and len(store):
+            for change in resume_changes_allowed(out, study):
+                _say(console, f"resume: the study file changed since the last run, continuing: {change}")
         store.save_study(study)
         return _run_trials(args, study, store, categories, specs, planned, data, console)
 
@@ -236,7 +240,23 @@ def _open_output(out: Path, study: Study, resume: bool) -> ResultStore:
         recorded = set(store.trials["study"])
         if recorded != {study.name}:
             raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
+        resume_changes_allowed(out, study)
     return store
+
+
+def resume_changes_allowed(out: Path, study: Study) -> list[str]:
+    """What changed in the study file since the run in `out` and may continue (adds trials, or changes how they run
+    or are judged); a change to what a trial trains is a `StartError` naming its keys."""
+    saved = read_study(out)
+    if saved is None:
+        return []
+    allowed, refused = resume_changes(saved, study)
+    if refused:
+        raise StartError(
+            f"--resume: the study changed since {out / STUDY_FILE} in what its trials train ({', '.join(refused)}); "
+            f"undo that, or run it into a new folder with --out"
+        )
+    return allowed
 
 
 def _run_on_ray(
