@@ -3,14 +3,18 @@ then recorded as a failed row with a one-line reason, and the study goes on; the
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ablation.report.cli import render_report
-from ablation.results.ledger import SCORES_FILE, TRIALS_FILE
+from ablation.results import ledger
+from ablation.results.ledger import SCORES_FILE, TRIALS_FILE, load_results
 from ablation.run.cli import main
 from ablation.run.faults import FAULTS_ENV
 from ssagan_core.metrics import auc_or_nan
@@ -18,6 +22,23 @@ from ssagan_core.metrics import auc_or_nan
 from .studies import write_study
 
 pytestmark = pytest.mark.slow
+
+
+@dataclass
+class _Ran:
+    status: int
+    err: str
+
+
+def subprocess_free_main(argv: list[str]) -> _Ran:
+    """`main` in this process (so a patched writer applies), with its stderr."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = main(argv)
+    return _Ran(status, err.getvalue())
 
 
 def test_trial_faults_are_retried_then_recorded_and_the_study_goes_on(ray_session, tmp_path, monkeypatch) -> None:
@@ -79,3 +100,38 @@ def test_the_same_faults_in_the_serial_runner(tmp_path, monkeypatch) -> None:
         "attention=false|seed=1|nut": "ok",
     }
     assert trials["error"].str.contains("OutOfMemoryError|non-finite anomaly scores").sum() == 3
+
+
+@pytest.mark.parametrize("runner", ["serial", "ray"])
+def test_a_full_disk_stops_the_study_and_keeps_what_was_written(runner, tmp_path, monkeypatch, request) -> None:
+    """#11 item 5: the output folder stops taking writes after the second trial's row (ENOSPC from the Parquet
+    writer, as from a full disk): the run stops with one line and exit 74, the two rows stay readable, and a
+    --resume once there is space again runs exactly the rest."""
+    if runner == "ray":
+        request.getfixturevalue("ray_session")
+    study = write_study(tmp_path / "study.yaml", seeds=[0, 1])
+    out = tmp_path / "out"
+    real = ledger.write_parquet
+    rows_written = []
+
+    def filling_disk(frame, path):
+        if ledger.PENDING_TRIALS in str(path):
+            if len(rows_written) == 2:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            rows_written.append(path)
+        return real(frame, path)
+
+    monkeypatch.setattr(ledger, "write_parquet", filling_disk)
+    extra = ["--serial"] if runner == "serial" else []
+    code = subprocess_free_main([str(study), "--out", str(out), "--no-report", *extra])
+    assert code.status == 74, code.err
+    last = code.err.strip().splitlines()[-1]  # after the progress lines of the two trials that landed
+    assert "cannot write the results (No space left on device); the 2 trials recorded before are kept" in last
+    assert last.startswith("error: ") and "Traceback" not in code.err, code.err
+    kept = load_results(out).trials
+    assert len(kept) == 2 and set(kept["status"]) == {"ok"}
+    assert not list(out.rglob(".*.tmp"))  # no partial file left by the failed write
+    monkeypatch.setattr(ledger, "write_parquet", real)  # space again
+    assert main([str(study), "--out", str(out), "--no-report", "--resume", *extra]) == 0
+    after = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
+    assert len(after) == 4 and after.loc[kept["trial_key"], "trial_id"].tolist() == kept["trial_id"].tolist()

@@ -34,6 +34,11 @@ class ResultsError(Exception):
     """A folder that cannot be read as a study's results; one line for the user."""
 
 
+class LedgerWriteError(Exception):
+    """The output folder stopped taking writes (disk full, read-only, gone); one line for the user. What was
+    recorded before stays readable: every file is replaced atomically, so a failed write leaves the old one."""
+
+
 class ResultStore:
     """The Parquet files of one study output folder, written as trials finish at a cost that does not grow with them.
 
@@ -74,6 +79,17 @@ class ResultStore:
         """Record one trial's outcome (replacing any earlier outcome of the same key): its gallery PNG (into
         `galleries/`, named in the row's `gallery`), scores and history as part files first, then its row in
         trials.parquet, so a row never points at missing scores or a missing picture."""
+        try:
+            self._add(row, scores, history, gallery)
+        except OSError as e:
+            raise LedgerWriteError(
+                f"{self.out}: cannot write the results ({e.strerror or e}); the {len(self.trials)} trials recorded "
+                f"before are kept; free space or make the folder writable, then --resume"
+            ) from None
+
+    def _add(
+        self, row: dict[str, Any], scores: pd.DataFrame | None, history: pd.DataFrame | None, gallery: bytes | None
+    ) -> None:
         key = row["trial_key"]
         self.out.mkdir(parents=True, exist_ok=True)
         picture = self.out / GALLERIES / f"{_key_hash(key)}.png"
@@ -91,10 +107,10 @@ class ResultStore:
                 write_parquet(frame.reset_index(drop=True), part)
             elif part.exists():
                 part.unlink()  # the new outcome has none: the old outcome's rows must not outlive it
-        self.trials = _replace(self.trials, pd.DataFrame([row]), key)
         pending = self.out / PENDING_TRIALS
         pending.mkdir(exist_ok=True)
         write_parquet(pd.DataFrame([row]), pending / part_name(key))  # durable at once, at a cost that stays flat
+        self.trials = _replace(self.trials, pd.DataFrame([row]), key)
         self._unsaved += 1
         if time.monotonic() >= self._next_rewrite:
             self._rewrite_trials()
@@ -227,22 +243,31 @@ def read_study(out: Path) -> Study | None:
 def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     """Write atomically: readers see the old file or the new one, never a partial one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a write cut short (disk full) leaves no partial file behind
 
 
 def write_bytes(data: bytes, path: Path) -> None:
     """Write a binary file atomically, as `write_parquet`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(text: str, path: Path) -> None:
     """Write a text file atomically, as `write_parquet`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:

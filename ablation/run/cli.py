@@ -2,6 +2,7 @@
 
 Exit status: 0 every trial succeeded; 1 some trials failed (their rows say why; results and report are written);
 2 the study could not start (bad study file or options, bad dataset, unreachable cluster), with a one-line message;
+74 the output folder stopped taking writes (disk full, read-only): the run stops, what was recorded stays readable;
 130 interrupted (finished trials are kept; `--resume` continues).
 """
 
@@ -22,7 +23,7 @@ from rich.table import Table
 
 from ssagan_core.data import CategoryData, DatasetError, load_category, resolve_categories
 
-from ..results.ledger import STUDY_FILE, TRIALS_FILE, ResultStore, read_study
+from ..results.ledger import STUDY_FILE, TRIALS_FILE, LedgerWriteError, ResultStore, read_study
 from ..results.rows import FAILED, OK
 from ..study.compare import resume_changes
 from ..study.design import TrialSpec, trial_specs
@@ -32,7 +33,7 @@ from .context import RunContext, StartError
 from .lock import hold_output
 from .progress import StudyView
 
-EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_CANNOT_WRITE, EXIT_INTERRUPTED = 0, 1, 2, 74, 130
 
 
 class UsageError(Exception):
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StudyError, DatasetError, StartError) as e:
         _error(console, str(e))
         return EXIT_CANNOT_START
+    except LedgerWriteError as e:  # disk full or read-only output: stop, keeping what is written
+        _error(console, str(e))
+        return EXIT_CANNOT_WRITE
     except KeyboardInterrupt:
         _say(console, "interrupted: finished trials are saved; continue with --resume")
         return EXIT_INTERRUPTED

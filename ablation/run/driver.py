@@ -29,7 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from ssagan_core.data import CategoryData
 
-from ..results.ledger import ResultStore
+from ..results.ledger import LedgerWriteError, ResultStore
 from ..results.rows import FAILED, OK, STOPPED, make_row, plain
 from ..study.design import TrialSpec, spec_for, variant_with
 from ..study.schema import Dimension, Resources, Study, column, search_trial_name
@@ -193,7 +193,14 @@ def _fit(
             verbose=0,
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    except Exception:
+        if ledger.write_error is not None:  # Tune wraps a callback's exception in its own: give the user ours
+            raise ledger.write_error from None
+        raise
+    if ledger.write_error is not None:
+        raise ledger.write_error
 
 
 class _OptunaSearch(OptunaSearch):
@@ -214,6 +221,7 @@ class _Ledger(tune.Callback):
     ) -> None:
         self.store, self.specs, self.context, self.view = store, specs, context, view
         self.finished: dict[str, int] = {}  # trial key -> outcomes recorded in this round
+        self.write_error: LedgerWriteError | None = None  # the output folder stopped taking writes: the run stops
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks into tuner.pkl; the ledger only lives in-process
         return {"finished": self.finished}
@@ -249,7 +257,11 @@ class _Ledger(tune.Callback):
         )
 
     def _record(self, spec: TrialSpec, row: dict, scores=None, history=None, gallery=None) -> None:
-        self.store.add(row, scores, history, gallery)
+        try:
+            self.store.add(row, scores, history, gallery)
+        except LedgerWriteError as e:
+            self.write_error = e
+            raise
         self.finished[spec.key] = self.finished.get(spec.key, 0) + 1
         self.view.finished(row)
 
