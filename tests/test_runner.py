@@ -229,3 +229,58 @@ def test_serial_runner_gives_the_same_results_as_ray(ray_session, tmp_path) -> N
     a = pd.read_parquet(out / SCORES_FILE).sort_values(["trial_key", "split", "path"])
     b = pd.read_parquet(serial_out / SCORES_FILE).sort_values(["trial_key", "split", "path"])
     np.testing.assert_allclose(a["score"].to_numpy(), b["score"].to_numpy(), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_worker_node_lost_mid_trial(tmp_path) -> None:
+    """#11 item 2: on a two-node cluster the worker node is killed while one of its trials trains; the trial is
+    retried on the remaining node (from its checkpoint when it has one) and the study completes, one row each."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    worker_raylet = worker.all_processes["raylet"][0].process.pid
+    try:
+        study = write_study(
+            tmp_path / "study.yaml",
+            seeds=[0, 1, 2],
+            train={"iterations": 60, "batch_size": 4, "log_every": 2},
+            resources={"cpus_per_trial": 1, "retries": 2, "checkpoint_seconds": 0.5},
+        )
+        out, storage = tmp_path / "out", tmp_path / "shared_storage"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        cmd = [sys.executable, "-m", "ablation.run", str(study), "--out", str(out), "--no-report",
+               "--address", cluster.address, "--storage", str(storage)]  # fmt: skip
+        driver = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        deadline, killed = time.monotonic() + 300, None
+        while killed is None and time.monotonic() < deadline and driver.poll() is None:
+            killed = _trial_training_under(storage, worker_raylet)
+            time.sleep(0.2)
+        assert killed is not None, "no trial was seen training on the worker node"
+        cluster.remove_node(worker, allow_graceful=False)
+        log = driver.communicate(timeout=600)[0].decode()
+        assert driver.returncode == 0, log[-3000:]
+        trials = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
+        assert len(trials) == 6 and set(trials["status"]) == {"ok"}, trials[["status", "error"]]
+        retried = trials[trials["attempts"] > 1]
+        assert len(retried) >= 1, trials[["attempts", "node"]]  # the trial that was training there
+        assert (retried["node"] != worker.node_id[:12]).all()  # and it finished elsewhere
+    finally:
+        cluster.shutdown()
+
+
+def _trial_training_under(storage: Path, raylet: int) -> dict | None:
+    """A trial whose latest result came from a worker process of the node whose raylet is `raylet`, mid-training."""
+    for result in storage.glob("round-*/trial_*/result.json"):  # Tune's results, written by the driver as they come
+        lines = result.read_text().strip().splitlines()
+        if not lines:
+            continue
+        try:
+            last = json.loads(lines[-1])
+            parent = int(Path(f"/proc/{last['pid']}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, KeyError, OSError):
+            continue
+        if parent == raylet and last.get("iteration", 0) >= 4 and not last.get("done"):
+            return {"trial": result.parent.name}
+    return None
