@@ -40,6 +40,7 @@ IDENTITY = {
 OUTCOME = {
     "status": "`ok`, `failed` (see `error`) or `stopped` (early, by ASHA)",
     "error": "a failed trial's error: its exception and message, one line",
+    "attempts": "how many times the trial ran: 1, plus its retries (`resources.retries`) after a failure",
 }
 METRICS = {
     "auc": "test image-level ROC AUC of the raw scores",
