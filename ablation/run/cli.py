@@ -23,14 +23,14 @@ from rich.table import Table
 
 from ssagan_core.data import CategoryData, DatasetError, load_category, resolve_categories
 
-from ..results.ledger import STUDY_FILE, TRIALS_FILE, LedgerWriteError, ResultStore, read_study
+from ..results.ledger import LedgerWriteError, ResultStore
 from ..results.rows import FAILED, OK
-from ..study.compare import resume_changes
 from ..study.design import TrialSpec, trial_specs
 from ..study.load import StudyDeprecation, StudyError, check_budget, data_config, load_study
 from ..study.schema import Study
 from .context import RunContext, StartError
 from .lock import hold_output
+from .output import open_output
 from .progress import StudyView
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_CANNOT_WRITE, EXIT_INTERRUPTED = 0, 1, 2, 74, 130
@@ -123,34 +123,26 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_OK
     if args.serial and study.design == "search":
         raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
-    _open_output(out, study, args.resume)  # refuse a folder in the way before touching it (again under the lock)
-    with hold_output(out):  # one writer per output folder; nothing is written before this
-        return _run_holding(args, study, out, categories, specs, planned, data, console)
-
-
-def _run_holding(
-    args: argparse.Namespace,
-    study: Study,
-    out: Path,
-    categories: tuple[str, ...],
-    specs: list[TrialSpec],
-    planned: int,
-    data: dict[str, CategoryData],
-    console: Console,
-) -> int:
-    """The study's trials, ledger and report, while this run holds the output folder."""
-    with contextlib.ExitStack() as ray_session:
-        if not args.serial:  # Ray up and the cluster checked before anything is written
-            from . import driver  # Ray is imported only when a study runs on it
-
-            ray_session.enter_context(driver.ray_session(args.address, args.num_cpus, args.num_gpus))
-            driver.check_cluster(study.resources, args.storage)
-        store = _open_output(out, study, args.resume)
-        if args.resume and len(store):
-            for change in resume_changes_allowed(out, study):
-                _say(console, f"resume: the study file changed since the last run, continuing: {change}")
+    open_output(out, study, args.resume)  # refuse a folder in the way before touching it (again under the lock)
+    with hold_output(out), _ray_for(args, study):  # one writer per folder; Ray up and checked; nothing written yet
+        store, changes = open_output(out, study, args.resume)
+        for change in changes:
+            _say(console, f"resume: the study file changed since the last run, continuing: {change}")
         store.save_study(study)
         return _run_trials(args, study, store, categories, specs, planned, data, console)
+
+
+@contextlib.contextmanager
+def _ray_for(args: argparse.Namespace, study: Study) -> Iterator[None]:
+    """A Ray session for the run (none with --serial), the cluster checked against the study's resources."""
+    if args.serial:
+        yield
+        return
+    from . import driver  # Ray is imported only when a study runs on it
+
+    with driver.ray_session(args.address, args.num_cpus, args.num_gpus):
+        driver.check_cluster(study.resources, args.storage)
+        yield
 
 
 def _run_trials(
@@ -163,6 +155,7 @@ def _run_trials(
     data: dict[str, CategoryData],
     console: Console,
 ) -> int:
+    """Run what is left of the study, fold the ledger, render the report."""
     out = store.out
     if study.adaptive_seeds:
         rounds = _adaptive_rounds(study, categories, store, console)
@@ -228,39 +221,6 @@ def _load(args: argparse.Namespace, console: Console) -> Study:
         if issubclass(warning.category, StudyDeprecation):
             console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False, soft_wrap=True)
     return study
-
-
-def _open_output(out: Path, study: Study, resume: bool) -> ResultStore:
-    """The output folder's ledger; refuses a file in the way, results without --resume, and another study's results."""
-    if out.exists() and not out.is_dir():
-        raise StartError(f"--out {out}: is a file, not a folder")
-    store = ResultStore(out)
-    if len(store) and not resume:
-        raise StartError(
-            f"{out / TRIALS_FILE} already holds {len(store)} results; use --resume to continue "
-            f"this study or --out to write elsewhere"
-        )
-    if resume and len(store):
-        recorded = set(store.trials["study"])
-        if recorded != {study.name}:
-            raise StartError(f"--resume: {out} holds results of study {', '.join(sorted(recorded))}, not {study.name}")
-        resume_changes_allowed(out, study)
-    return store
-
-
-def resume_changes_allowed(out: Path, study: Study) -> list[str]:
-    """What changed in the study file since the run in `out` and may continue (adds trials, or changes how they run
-    or are judged); a change to what a trial trains is a `StartError` naming its keys."""
-    saved = read_study(out)
-    if saved is None:
-        return []
-    allowed, refused = resume_changes(saved, study)
-    if refused:
-        raise StartError(
-            f"--resume: the study changed since {out / STUDY_FILE} in what its trials train ({', '.join(refused)}); "
-            f"undo that, or run it into a new folder with --out"
-        )
-    return allowed
 
 
 def _run_on_ray(
