@@ -246,7 +246,8 @@ def test_a_worker_node_lost_mid_trial(tmp_path) -> None:
             tmp_path / "study.yaml",
             seeds=[0, 1, 2],
             train={"iterations": 60, "batch_size": 4, "log_every": 2},
-            resources={"cpus_per_trial": 1, "retries": 2, "checkpoint_seconds": 0.5},
+            # retries: until Ray marks the node dead, a retry may be placed on it again
+            resources={"cpus_per_trial": 1, "retries": 6, "checkpoint_seconds": 0.5},
         )
         out, storage = tmp_path / "out", tmp_path / "shared_storage"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
