@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..results.ledger import OPTUNA_FILE
 from ..study.schema import format_value, trial_name
 from . import figures
 from .analysis import BEST_TRIALS, Analysis
@@ -36,13 +37,25 @@ def search_summary(a: Analysis) -> list[str]:
 
 def search_section(a: Analysis, figs: FigureWriter) -> list[str]:
     """Best trials, the optimisation history and the importances."""
-    lines = ["## Search", "", *best_trials(a)]
+    lines = ["## Search", "", *best_trials(a), *optuna_history(a)]
     lines += figs(
         figures.SEARCH_HISTORY,
         lambda p: figures.search_history(a.search.rows, p),
         "Val AUC of each trial in sampling order and the best so far, per category.",
     )
     return lines + importance_section(a, figs)
+
+
+def optuna_history(a: Analysis) -> list[str]:
+    """Where the search's Optuna history is, and the command that opens it."""
+    path = a.out / OPTUNA_FILE
+    if not path.is_file():
+        return []
+    return [
+        f"The Optuna history (one Optuna study per category, named `<study>/<category>`; each trial's name and seed "
+        f"are user attributes) is in `{OPTUNA_FILE}`: `optuna-dashboard sqlite:///{path.resolve()}` opens it.",
+        "",
+    ]
 
 
 def best_trials(a: Analysis) -> list[str]:

@@ -24,6 +24,7 @@ from ..study.schema import Study
 
 TRIALS_FILE, SCORES_FILE, HISTORY_FILE = "trials.parquet", "scores.parquet", "history.parquet"
 STUDY_FILE = "study.yaml"
+OPTUNA_FILE = "optuna.db"  # a search study's Optuna history (SQLite; ablation.run.search_history)
 GALLERIES = "galleries"  # one PNG per trial with anomaly maps
 PENDING_TRIALS = ".trials.pending"  # trials rows recorded since trials.parquet was last rewritten, one part each
 TRIALS_REWRITE_S = 1.0

@@ -5,7 +5,8 @@ Grid and LOCO studies: the trials are enumerated up front and Optuna's `GridSamp
 dimension whose choices are the trial keys, with `num_samples` = the number of keys exactly (GridSampler re-runs
 visited points when asked for more). `tune.grid_search` is never used (OptunaSearch rejects it). Search studies: the
 named Optuna sampler proposes the searched factors; seeds are not searched but assigned round-robin (a searcher
-cannot average over seeds; the report does), and an optional ASHA scheduler stops poor trials on `val_auc`.
+cannot average over seeds; the report does), an optional ASHA scheduler stops poor trials on `val_auc`, and the
+Optuna history lives in the output folder (`search_history`), so a resume continues the same Optuna study.
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from ray.tune.search.optuna import OptunaSearch
 from ssagan_core.data import CategoryData
 
 from ..results.ledger import LedgerWriteError, ResultStore
-from ..results.rows import FAILED, OK, STOPPED, make_row, plain
+from ..results.rows import FAILED, STOPPED, make_row
 from ..study.design import TrialSpec, spec_for, variant_with
-from ..study.schema import Dimension, Resources, Study, column, search_trial_name
+from ..study.schema import Dimension, Resources, Study, search_trial_name
 from .context import RunContext, StartError
 from .progress import StudyView
+from .search_history import SEED_ATTR, TRIAL_ATTR, open_history, suggest
 from .trainable import GALLERY_PART, HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
 
 
@@ -109,15 +111,16 @@ def run_grid(
 def run_search(
     study: Study, category: str, data: dict[str, CategoryData], store: ResultStore, context: RunContext, view: StudyView
 ) -> dict[str, int]:
-    """Run the rest of one category's search (`search.trials` in all). The category's finished rows are given to the
-    sampler as already-evaluated points, so a resumed search continues where it stopped."""
+    """Run the rest of one category's search (`search.trials` in all). The sampler works on the category's Optuna
+    study in the output folder (`search_history`), so a resumed search continues the same history, and the trials
+    that run are exactly the names without a ledger row."""
     search, seeds = study.search, study.seeds
     earlier = store.trials[store.trials["category"] == category] if len(store) else store.trials
     remaining = search.trials - len(earlier)
     if remaining <= 0:
         return {}
-    points, rewards = _evaluated(earlier, search.space)
-    space = _SearchSpace(search.space, seeds, category, len(earlier), len(points))
+    history = open_history(store.out, study, category, earlier)
+    space = _SearchSpace(search.space, seeds, category, history.free, history.before)
 
     def lookup(config: dict) -> TrialSpec:
         factors = {k: config[k] for k in search.space}
@@ -136,8 +139,8 @@ def run_search(
         metric=search.metric,
         mode="max",
         sampler=sampler,
-        points_to_evaluate=points or None,
-        evaluated_rewards=rewards or None,
+        study_name=history.study_name,
+        storage=history.storage,
     )
     scheduler = None
     if search.scheduler == "asha":
@@ -268,33 +271,24 @@ class _Ledger(tune.Callback):
 
 class _SearchSpace:
     """Define-by-run space for OptunaSearch (a class, not a closure: the searcher is pickled with the experiment).
-    Suggests the searched factors and adds constants: the seed (round-robin), the category and the trial's index."""
+    Suggests the searched factors and adds constants: the trial's index (the next free name), its seed (round-robin
+    by index) and the category; the name and seed also go to the Optuna trial, for the dashboard."""
 
-    def __init__(self, space: dict[str, Dimension], seeds: tuple, category: str, start: int, earlier: int) -> None:
-        self.space, self.seeds, self.category, self.start, self.earlier = space, seeds, category, start, earlier
+    def __init__(
+        self, space: dict[str, Dimension], seeds: tuple, category: str, free: tuple[int, ...], before: int
+    ) -> None:
+        self.space, self.seeds, self.category, self.free, self.before = space, seeds, category, free, before
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         for key, dim in self.space.items():
-            _suggest(trial, key, dim)
-        index = self.start + trial.number - self.earlier  # earlier points are the Optuna study's first trials
-        return {"seed": self.seeds[index % len(self.seeds)], "category": self.category, "index": index}
-
-
-def _suggest(trial: optuna.Trial, key: str, dim: Dimension) -> Any:
-    if dim.kind == "choice":
-        return trial.suggest_categorical(key, list(dim.choices))
-    if dim.kind in ("int", "log_int"):
-        return trial.suggest_int(key, int(dim.low), int(dim.high), log=dim.kind == "log_int")
-    return trial.suggest_float(key, float(dim.low), float(dim.high), log=dim.kind == "log_uniform")
-
-
-def _evaluated(earlier: pd.DataFrame, space: dict[str, Dimension]) -> tuple[list[dict], list[float]]:
-    """Finished rows of an interrupted search, as (points, rewards) for OptunaSearch."""
-    if earlier.empty:
-        return [], []
-    rows = earlier[earlier["status"] == OK]
-    points = [{k: plain(row[column(k)]) for k in space} for _, row in rows.iterrows()]
-    return points, [float(v) for v in rows["val_auc"]]
+            suggest(trial, key, dim)
+        # Only this run adds trials to the Optuna study (it holds the output folder's lock), so the run's k-th
+        # trial has number before + k and takes the k-th free name.
+        index = self.free[trial.number - self.before]
+        seed = self.seeds[index % len(self.seeds)]
+        trial.set_user_attr(TRIAL_ATTR, search_trial_name(index))
+        trial.set_user_attr(SEED_ATTR, seed)
+        return {"seed": seed, "category": self.category, "index": index}
 
 
 def _capacity(resources: Resources) -> int:

@@ -1,7 +1,8 @@
 """What `--resume` may continue: the study as it ran (the output folder's `study.yaml`) against the study file now.
 
 A resumed study must not mix trials trained under different settings. Changes that only add trials (more seeds,
-more values of a grid factor, more categories, a larger adaptive-seeds budget) or that change how trials are run or
+more values of a grid factor, more categories, a larger adaptive-seeds budget, more trials of a search, which go on
+from the search's Optuna history) or that change how trials are run or
 judged but not what they train (`resources`, `analysis`, the description, the dataset cache) are allowed and stated;
 any other change (a model, train or dataset setting, a factor added or removed, a value or seed removed, the design)
 is refused, naming the keys.
@@ -30,6 +31,8 @@ def resume_changes(before: Study, now: Study) -> tuple[list[str], list[str]]:
             continue
         if (key in ADDITIVE or key.startswith("grid.")) and _grows(a, b):
             allowed.append(f"{key}: added {', '.join(map(str, [v for v in b if v not in a]))}")
+        elif key == "search.trials" and isinstance(a, int) and isinstance(b, int) and b > a:
+            allowed.append(f"search.trials: {a} -> {b} (the search goes on from its Optuna history)")
         elif key.startswith(FREE) or (key in BUDGET and a is not _MISSING and b is not _MISSING):
             allowed.append(f"{key}: {_show(a)} -> {_show(b)}")
         else:
