@@ -74,3 +74,19 @@ def test_no_estimate_skips_the_probe_and_a_gpu_study_without_a_gpu_says_so(tmp_p
     assert main([str(gpu), "--dry-run", "--out", str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert "cost estimate: not made: the study asks for GPUs" in err and "estimated wall time" not in err
+
+
+def test_longest_first_orders_by_counted_work_and_keeps_ties_in_order() -> None:
+    from ablation.run.estimate import longest_first
+    from ablation.study.design import trial_specs
+    from ablation.study.load import data_config, parse_study
+    from ssagan_core.data import load_category
+
+    from .studies import TINY_STUDY
+
+    study = parse_study({**TINY_STUDY, "grid": {"model.attention": [False, True], "train.iterations": [2, 4]}})
+    specs = trial_specs(study, ("nut",))
+    data = {"nut": load_category(data_config(study), "nut")}
+    order = [(s.factors["model.attention"], s.factors["train.iterations"], s.seed) for s in longest_first(specs, data)]
+    assert order == [(True, 4, 0), (True, 4, 1), (True, 2, 0), (True, 2, 1),
+                     (False, 4, 0), (False, 4, 1), (False, 2, 0), (False, 2, 1)]  # fmt: skip

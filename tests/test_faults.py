@@ -135,3 +135,43 @@ def test_a_full_disk_stops_the_study_and_keeps_what_was_written(runner, tmp_path
     assert main([str(study), "--out", str(out), "--no-report", "--resume", *extra]) == 0
     after = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
     assert len(after) == 4 and after.loc[kept["trial_key"], "trial_id"].tolist() == kept["trial_id"].tolist()
+
+
+def test_a_trial_whose_worker_dies_is_retried(ray_session, tmp_path, monkeypatch, capsys) -> None:
+    """The trial's worker process exits mid-trial (what a lost node or a killed process looks like to Tune: a
+    `RayActorError`): Tune retries it and the study completes, the row saying it took 2 runs."""
+    monkeypatch.setenv(FAULTS_ENV, json.dumps({"attention=true|seed=0": "worker_dies"}))
+    study = write_study(tmp_path / "study.yaml", resources={"cpus_per_trial": 1, "retries": 1})
+    out = tmp_path / "out"
+    assert main([str(study), "--out", str(out), "--no-report"]) == 0, capsys.readouterr().err
+    trials = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
+    assert len(trials) == 4 and set(trials["status"]) == {"ok"}
+    assert trials["attempts"].to_dict() == {
+        "attention=true|seed=0|nut": 2, "attention=true|seed=1|nut": 1,
+        "attention=false|seed=0|nut": 1, "attention=false|seed=1|nut": 1,
+    }  # fmt: skip
+
+
+def test_a_lost_worker_that_tune_failed_runs_again(ray_session, tmp_path, monkeypatch, capsys) -> None:
+    """When one worker's death reaches Tune as two failure events, the second fails the trial already queued for
+    its retry (seen with a node removed mid-trial). Made here by giving Tune no retries of its own while the study
+    has one: the runner runs the lost trial again in a new experiment of the round, and the row says 2 runs. A
+    trial's own exception is not a lost worker and is not run again."""
+    from ablation.run import driver
+
+    real = driver.tune.FailureConfig
+    monkeypatch.setattr(driver.tune, "FailureConfig", lambda max_failures: real(max_failures=0))
+    faults = {"attention=true|seed=0": "worker_dies", "attention=false|seed=1": "raise"}
+    monkeypatch.setenv(FAULTS_ENV, json.dumps(faults))
+    study = write_study(tmp_path / "study.yaml", resources={"cpus_per_trial": 1, "retries": 1})
+    out = tmp_path / "out"
+    assert main([str(study), "--out", str(out), "--no-report"]) == 1  # the raising trial stays failed
+    err = capsys.readouterr().err
+    assert "1 trial(s) lost their worker (its process or node died) and were failed by Tune: running them again" in err
+    assert "grid points ran more than once" not in err
+    trials = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
+    assert len(trials) == 4 and trials.index.is_unique
+    lost, raised = trials.loc["attention=true|seed=0|nut"], trials.loc["attention=false|seed=1|nut"]
+    assert lost["status"] == "ok" and lost["attempts"] == 2 and lost["error"] in ("", None)
+    assert raised["status"] == "failed" and raised["attempts"] == 1 and "InjectedFault" in raised["error"]
+    assert sorted(p.name for p in (out / "ray").iterdir() if p.is_dir()) == ["round-1", "round-1-lost-1"]

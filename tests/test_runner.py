@@ -30,7 +30,13 @@ def _run(tmp_path: Path, *extra: str, **changes) -> tuple[int, Path]:
     return main([str(study), "--out", str(out), "--no-report", *extra]), out
 
 
-def test_grid_study_end_to_end(ray_session, tmp_path) -> None:
+def test_grid_study_end_to_end(ray_session, tmp_path, monkeypatch) -> None:
+    from ablation.run.progress import StudyView
+
+    started, real_started = [], StudyView.started
+    monkeypatch.setattr(
+        StudyView, "started", lambda view, trial_id: (started.append(trial_id), real_started(view, trial_id))
+    )
     code, out = _run(tmp_path, dataset__categories=["nut", "wood"])
     assert code == 0
     trials = pd.read_parquet(out / TRIALS_FILE)
@@ -46,6 +52,9 @@ def test_grid_study_end_to_end(ray_session, tmp_path) -> None:
     assert (
         trials["params_generator"][trials["attention"]] > trials["params_generator"][~trials["attention"]].max()
     ).all()
+    # started longest first: attention's trials (the most counted work) before the others
+    by_id = trials.set_index("trial_id")
+    assert [bool(by_id.loc[i, "attention"]) for i in started] == [True] * 4 + [False] * 4
 
     # every AUC and threshold can be recomputed from the saved scores
     scores = pd.read_parquet(out / SCORES_FILE)
@@ -261,7 +270,14 @@ def test_a_worker_node_lost_mid_trial(tmp_path) -> None:
         assert killed is not None, "no trial was seen training on the worker node"
         cluster.remove_node(worker, allow_graceful=False)
         log = driver.communicate(timeout=600)[0].decode()
-        assert driver.returncode == 0, log[-3000:]
+        lines = [line for line in log.splitlines() if not line.startswith(("[state-dump]", "[20"))]  # Ray's noise
+        rows = pd.read_parquet(out / TRIALS_FILE) if (out / TRIALS_FILE).exists() else None
+        failed = (
+            rows[rows["status"] != "ok"][["trial_key", "attempts", "error"]].to_dict("records")
+            if rows is not None
+            else None
+        )
+        assert driver.returncode == 0, (failed, lines[-30:])
         trials = pd.read_parquet(out / TRIALS_FILE).set_index("trial_key")
         assert len(trials) == 6 and set(trials["status"]) == {"ok"}, trials[["status", "error"]]
         retried = trials[trials["attempts"] > 1]

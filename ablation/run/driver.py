@@ -1,9 +1,11 @@
 """The Ray runner: connect to Ray, then drive a study's trials through Ray Tune with an Optuna searcher, recording each
 outcome in the ledger the moment Tune reports it.
 
-Grid and LOCO studies: the trials are enumerated up front and Optuna's `GridSampler` walks them, one categorical
-dimension whose choices are the trial keys, with `num_samples` = the number of keys exactly (GridSampler re-runs
-visited points when asked for more). `tune.grid_search` is never used (OptunaSearch rejects it). Search studies: the
+Grid and LOCO studies: the trials are enumerated up front, one categorical dimension whose choices are the trial
+keys, all enqueued in the order they should start (`longest_first`: the most work first, so short trials fill the
+slots at the end) and asked for with `num_samples` = the number of keys exactly, so each key runs once; Optuna's
+`GridSampler` stays the sampler, though it is never consulted (enqueued trials come first, and it would re-run
+visited points if asked for more). `tune.grid_search` is never used (OptunaSearch rejects it). Search studies: the
 named Optuna sampler proposes the searched factors; seeds are not searched but assigned round-robin (a searcher
 cannot average over seeds; the report does), an optional ASHA scheduler stops poor trials on `val_auc`, and the
 Optuna history lives in the output folder (`search_history`), so a resume continues the same Optuna study.
@@ -16,6 +18,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +38,7 @@ from ..results.rows import FAILED, STOPPED, make_row
 from ..study.design import TrialSpec, spec_for, variant_with
 from ..study.schema import Dimension, Resources, Study, search_trial_name
 from .context import RunContext, StartError
+from .estimate import longest_first
 from .progress import StudyView
 from .search_history import SEED_ATTR, TRIAL_ATTR, open_history, suggest
 from .trainable import GALLERY_PART, HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
@@ -89,23 +93,43 @@ def check_cluster(resources: Resources, storage: str | None) -> None:
 def run_grid(
     specs: list[TrialSpec], data: dict[str, CategoryData], store: ResultStore, context: RunContext, view: StudyView
 ) -> dict[str, int]:
-    """Run the given grid points once each; return how many outcomes each key got in this round."""
+    """Run the given grid points once each; return how many outcomes each key got in this round.
+
+    A trial whose worker was lost (its actor's process or node died: a `RayActorError`, not the trial's own
+    exception) is normally retried by Tune (`resources.retries`, from its checkpoint); but when one death reaches Tune
+    as two failure events, the second fails the trial already queued for its retry. Such trials run again here, in a
+    new Tune experiment of the same round (`<round>-lost-<k>`), while retries are left."""
     by_key = {s.key: s for s in specs}
-    keys = list(by_key)
-    searcher = _OptunaSearch(
-        space={"trial": optuna.distributions.CategoricalDistribution(keys)},
-        metric="val_auc",
-        mode="max",
-        sampler=optuna.samplers.GridSampler({"trial": keys}, seed=0),
-    )
-
-    def lookup(config: dict) -> TrialSpec:
-        return by_key[config["trial"]]
-
     refs = {category: ray.put(data[category]) for category in {s.category for s in specs}}
-    ledger = _Ledger(store, lookup, context, view)
-    _fit(ledger, refs, context, context.experiment, searcher, None, len(keys))
-    return ledger.finished
+    finished: dict[str, int] = {}
+    earlier: dict[str, int] = {}  # attempts spent on a key in this round's earlier experiments
+    todo, again = specs, 0
+    while True:
+        keys = [s.key for s in longest_first(todo, data)]
+        searcher = _OptunaSearch(
+            space={"trial": optuna.distributions.CategoricalDistribution(keys)},
+            metric="val_auc",
+            mode="max",
+            sampler=optuna.samplers.GridSampler({"trial": keys}, seed=0),
+            points_to_evaluate=[{"trial": key} for key in keys],  # started in this order
+        )
+        ledger = _Ledger(store, lambda config: by_key[config["trial"]], context, view, earlier)
+        experiment = context.experiment if again == 0 else f"{context.experiment}-lost-{again}"
+        _fit(ledger, refs, context, experiment, searcher, None, len(keys))
+        for key, n in ledger.finished.items():
+            finished[key] = finished.get(key, 0) + n
+        lost = [key for key in keys if key in ledger.lost and ledger.attempts[key] <= context.resources.retries]
+        if not lost:
+            return finished
+        again += 1
+        for key in lost:
+            finished[key] -= 1  # the failed row is replaced by the next outcome, not a second run of the point
+        earlier = {key: ledger.attempts[key] for key in lost}
+        view.note(
+            f"{len(lost)} trial(s) lost their worker (its process or node died) and were failed by Tune: "
+            f"running them again ({experiment} -> {context.experiment}-lost-{again})"
+        )
+        todo = [by_key[key] for key in lost]
 
 
 def run_search(
@@ -220,10 +244,18 @@ class _Ledger(tune.Callback):
     the study view."""
 
     def __init__(
-        self, store: ResultStore, specs: Callable[[dict], TrialSpec], context: RunContext, view: StudyView
+        self,
+        store: ResultStore,
+        specs: Callable[[dict], TrialSpec],
+        context: RunContext,
+        view: StudyView,
+        earlier: dict[str, int] | None = None,
     ) -> None:
         self.store, self.specs, self.context, self.view = store, specs, context, view
+        self.earlier = dict(earlier or {})  # trial key -> attempts spent in earlier experiments of this round
         self.finished: dict[str, int] = {}  # trial key -> outcomes recorded in this round
+        self.attempts: dict[str, int] = {}  # trial key -> attempts so far, earlier experiments included
+        self.lost: set[str] = set()  # keys whose last attempt failed because its worker was lost
         self.write_error: LedgerWriteError | None = None  # the output folder stopped taking writes: the run stops
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks into tuner.pkl; the ledger only lives in-process
@@ -243,7 +275,8 @@ class _Ledger(tune.Callback):
             with checkpoint.as_directory() as d:
                 d = Path(d)
                 row = json.loads((d / ROW_FILE).read_text())
-                row["attempts"] = trial.num_failures + 1  # a retried trial that then succeeded says so
+                # a retried trial that then succeeded says so
+                row["attempts"] = self.earlier.get(spec.key, 0) + trial.num_failures + 1
                 gallery = (d / GALLERY_PART).read_bytes() if (d / GALLERY_PART).exists() else None
                 scores, history = pd.read_parquet(d / SCORES_PART), pd.read_parquet(d / HISTORY_PART)
                 self._record(spec, row, scores, history, gallery)
@@ -254,7 +287,11 @@ class _Ledger(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
         spec = self.specs(trial.config)
-        error, attempts = _error_line(trial), trial.num_failures  # every attempt failed, the last with `error`
+        # every attempt failed, the last with `error`
+        error, attempts = _error_line(trial), self.earlier.get(spec.key, 0) + trial.num_failures
+        self.attempts[spec.key] = attempts
+        if _worker_lost(trial):
+            self.lost.add(spec.key)
         self._record(
             spec, make_row(spec, self.context, FAILED, error=error, trial_id=trial.trial_id, attempts=attempts)
         )
@@ -322,6 +359,20 @@ def _error_line(trial) -> str:
             text = ""
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     return lines[-1][:2000] if lines else "trial failed (no error message was recorded)"
+
+
+def _worker_lost(trial) -> bool:
+    """Whether the trial's last failure was its worker's death (a `RayActorError`: the actor's process or node died),
+    not an exception of the trial's own. Tune pickles the error beside the text one, in the trial's local folder."""
+    path = getattr(trial, "pickled_error_file", None)
+    if not path or not trial.run_metadata.pickled_error_filename:
+        return False
+    try:
+        with Path(path).open("rb") as f:
+            error = pickle.load(f)
+    except Exception:  # no such file, or an error that cannot be unpickled here: not known to be a lost worker
+        return False
+    return isinstance(error, ray.exceptions.RayActorError)
 
 
 def _quiet() -> None:

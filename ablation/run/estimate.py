@@ -8,6 +8,10 @@ validation and test images, metrics, gallery), plus one validation scoring per `
 time lays the trials out in their order on `concurrency` slots (as Tune starts them) and adds the harness's own
 time: starting Ray and the experiment, per trial, and the report at the end (constants measured on this project's
 2-core machine; docs/running.md).
+
+`longest_first` is the order the Ray runner starts a round's trials in, and the estimate lays them out in it: the
+longest first by counted work (the longest-processing-time rule), so that short trials fill the slots at the end
+instead of one long trial running alone while the other slots idle.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from ssagan_core.config import ModelConfig
 from ssagan_core.cost import forward_flops
 from ssagan_core.data import CategoryData
 from ssagan_core.training import train
@@ -76,9 +81,32 @@ def concurrency(resources: Resources, cpus: float | None = None, gpus: float | N
     return min(resources.max_concurrent or capacity, capacity)
 
 
+def longest_first(specs: list[TrialSpec], data: dict[str, CategoryData]) -> list[TrialSpec]:
+    """`specs` by counted work, the most first (a stable sort: equal trials keep their order)."""
+    flops: dict[ModelConfig, dict[str, float]] = {}
+    work = {}
+    for spec in specs:
+        if spec.model not in flops:
+            flops[spec.model] = forward_flops(spec.model)
+        work[spec.key] = trial_flops(spec, flops[spec.model], data[spec.category])
+    return sorted(specs, key=lambda s: -work[s.key])
+
+
+def trial_flops(spec: TrialSpec, forward: dict[str, float], data: CategoryData) -> float:
+    """A trial's counted work: its training images' steps (`STEP_RULE`), the validation images scored at each
+    `eval_every` point and at the end, and the test images (a forward of G and D each)."""
+    cfg = spec.train
+    step = 3 * forward["generator"] + 6 * forward["discriminator"]
+    evals = (cfg.iterations - 1) // cfg.eval_every if cfg.eval_every else 0
+    scored = (evals + 1) * len(data.val) + len(data.test)
+    return cfg.iterations * cfg.batch_size * step + scored * (forward["generator"] + forward["discriminator"])
+
+
 def estimate(specs: list[TrialSpec], data: dict[str, CategoryData], device: str, threads: int, slots: int) -> Estimate:
-    """Probe each variant of `specs` once (its first trial's settings and category) and estimate every trial."""
+    """Probe each variant of `specs` once (its first trial's settings and category) and estimate every trial, laid
+    out on the slots in the runner's order (`longest_first`)."""
     tic = time.perf_counter()
+    specs = longest_first(specs, data)
     first: dict[str, TrialSpec] = {}
     for spec in specs:
         first.setdefault(spec.variant, spec)

@@ -9,15 +9,19 @@ the fragment meets the fault. Unset (always, outside tests), nothing is injected
 - `nan_scores`: the trained generator's weights become NaN after its last step, so its anomaly scores are NaN (a
   model that diverged at the very end, after its last loss check): the trial must fail, never turn them into an AUC.
 - `bad_checkpoint`: the first attempt writes a checkpoint that cannot be loaded and dies; the retry finds it.
+- `worker_dies`: the trial's worker process exits at the first report of the trial's first run (a marker file in the
+  run's storage folder remembers it across Tune experiments): the trial's actor dies as on a lost node or a killed
+  process, which Tune sees as a `RayActorError`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 FAULTS_ENV = "ABLATION_INJECT_FAULTS"
-KINDS = ("raise", "oom", "nan_scores", "bad_checkpoint")
+KINDS = ("raise", "oom", "nan_scores", "bad_checkpoint", "worker_dies")
 
 
 class InjectedFault(RuntimeError):
@@ -54,3 +58,12 @@ def at_report(kind: str | None, progress) -> None:  # progress: ssagan_core.trai
             for weight in progress.state()["generator"].values():
                 if weight.is_floating_point():
                     weight.fill_(float("nan"))
+
+
+def worker_dies(kind: str | None, marker: Path | None) -> None:
+    """`worker_dies`: exit this process, once per marker (the first run of the trial)."""
+    if kind != "worker_dies" or marker is None or marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    os._exit(1)  # no cleanup, no exception: the process is gone, as when its node is lost

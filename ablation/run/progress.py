@@ -76,6 +76,10 @@ class StudyView:
             )
         self.refresh(force=True)
 
+    def note(self, text: str) -> None:
+        """One plain line about the run (printed above the live panel on a terminal)."""
+        self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
     def refresh(self, force: bool = False) -> None:
         if self.live is None or (not force and time.monotonic() - self._last_draw < 0.5):
             return

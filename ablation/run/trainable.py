@@ -22,6 +22,7 @@ from ray import tune
 
 from ssagan_core.training import Progress, train
 
+from ..results.ledger import part_name
 from ..results.rows import now, outcome, plain
 from ..study.design import TrialSpec
 from . import faults
@@ -48,9 +49,12 @@ def run_trial(
     started = now()
     last_save = time.monotonic()
 
+    marker = Path(context.storage, f".fault-{part_name(spec.key)}.died") if fault and context.storage else None
+
     def report(p: Progress) -> None:
         nonlocal last_save
         faults.at_report(fault, p)
+        faults.worker_dies(fault, marker)
         if fault == "bad_checkpoint" and checkpoint is None and p.iteration >= 2:  # the first attempt only
             with tempfile.TemporaryDirectory() as d:
                 Path(d, STATE_FILE).write_bytes(b"not a torch checkpoint")
