@@ -83,13 +83,19 @@ def concurrency(resources: Resources, cpus: float | None = None, gpus: float | N
 
 def longest_first(specs: list[TrialSpec], data: dict[str, CategoryData]) -> list[TrialSpec]:
     """`specs` by counted work, the most first (a stable sort: equal trials keep their order)."""
-    flops: dict[ModelConfig, dict[str, float]] = {}
-    work = {}
-    for spec in specs:
-        if spec.model not in flops:
-            flops[spec.model] = forward_flops(spec.model)
-        work[spec.key] = trial_flops(spec, flops[spec.model], data[spec.category])
+    work = {s.key: trial_flops(s, counted_forward(s.model), data[s.category]) for s in specs}
     return sorted(specs, key=lambda s: -work[s.key])
+
+
+_FORWARD: dict[ModelConfig, dict[str, float]] = {}
+
+
+def counted_forward(model: ModelConfig) -> dict[str, float]:
+    """`forward_flops` of a model config, counted once per process (the first count in a process also pays for torch's
+    FLOP counter importing its compiler, about 1.5 s here)."""
+    if model not in _FORWARD:
+        _FORWARD[model] = forward_flops(model)
+    return _FORWARD[model]
 
 
 def trial_flops(spec: TrialSpec, forward: dict[str, float], data: CategoryData) -> float:
