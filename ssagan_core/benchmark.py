@@ -2,11 +2,11 @@
 
 Each model trains through the real entry point (`train`, the same step a study runs) on the embedded dataset; the
 first `--warmup` iterations are excluded from the rate, and the models take turns for `--rounds` rounds, so a
-background load or thermal drift affects them alike and the ratios are fair. Prints one row per model and compute dtype
-with the median rate, its range over the rounds, the forward GFLOPs per image and the ratio to the reference: the
-official Skip-GANomaly networks in fp32 when `--reference` names a checkout of them (samet-akcay/skip-ganomaly,
-trained by our `skip_ganomaly` step), else the first model in the first compute dtype. `--json` writes the same rows
-with the conditions (machine, threads, torch version).
+background load or thermal drift affects them alike and the ratios are fair. Prints one row per model, compute dtype
+and `--cpu-memory` mode with the median rate, its range over the rounds, the forward GFLOPs per image and the ratio to
+the reference of the same memory mode: the official Skip-GANomaly networks in fp32 when `--reference` names a
+checkout of them (samet-akcay/skip-ganomaly, trained by our `skip_ganomaly` step), else the mode's first row.
+`--json` writes the same rows with the conditions (machine, threads, torch version).
 
     python -m ssagan_core.benchmark --image-size 64 --batch-size 32 --compute-dtype fp32 bf16 \
         --reference ../skip-ganomaly skip_ganomaly "ssagan attention=false" ssagan --json bench.json
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .config import COMPUTE_DTYPES, ModelConfig, TrainConfig
+from .config import COMPUTE_DTYPES, CPU_MEMORY, ModelConfig, TrainConfig
 from .cost import forward_flops
 from .data.synthetic import make_synthetic_category
 from .device import resolve_device
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compute-dtype", nargs="+", default=["fp32"], help="fp32 and/or bf16 (%(default)s)")
+    parser.add_argument(
+        "--cpu-memory", nargs="+", default=["keep"], help="keep and/or system (train.cpu_memory; %(default)s)"
+    )
     parser.add_argument("--reference", metavar="PATH", help="a checkout of samet-akcay/skip-ganomaly: the 1.00x row")
     parser.add_argument("--json", metavar="PATH", help="also write the rows and conditions as JSON")
     args = parser.parse_args(argv)
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in args.compute_dtype:
             if dtype not in COMPUTE_DTYPES:
                 raise ValueError(f"--compute-dtype: {dtype!r} is not one of {', '.join(map(repr, COMPUTE_DTYPES))}")
+        for mode in args.cpu_memory:
+            if mode not in CPU_MEMORY:
+                raise ValueError(f"--cpu-memory: {mode!r} is not one of {', '.join(map(repr, CPU_MEMORY))}")
         if args.json and not Path(args.json).resolve().parent.is_dir():
             raise ValueError(f"--json {args.json}: its folder does not exist")
         train_cfg = TrainConfig(
@@ -102,36 +108,42 @@ def main(argv: list[str] | None = None) -> int:
         data = make_synthetic_category(
             "nut", args.image_size, n_train=args.batch_size, n_test_good=1, n_test_defective=1, val_fraction=0.05
         )
-        models = zip(args.models, configs, strict=True)
-        runs = [(spec, cfg, None, dtype) for spec, cfg in models for dtype in args.compute_dtype]
-        if args.reference:
-            reference_cfg = ModelConfig(model="skip_ganomaly", image_size=args.image_size)
-            load_reference(args.reference, args.image_size)  # a bad checkout fails here, before anything is timed
-            runs.insert(0, (REFERENCE, reference_cfg, args.reference, "fp32"))
+        models = list(zip(args.models, configs, strict=True))
+        runs = []  # (model, config, reference checkout, compute dtype, cpu memory); each memory mode its own 1.00x
+        for mode in args.cpu_memory:
+            if args.reference:
+                reference_cfg = ModelConfig(model="skip_ganomaly", image_size=args.image_size)
+                load_reference(args.reference, args.image_size)  # a bad checkout fails here, before anything is timed
+                runs.append((REFERENCE, reference_cfg, args.reference, "fp32", mode))
+            runs += [(spec, cfg, None, dtype, mode) for spec, cfg in models for dtype in args.compute_dtype]
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
     rates: list[list[float]] = [[] for _ in runs]
     for _ in range(args.rounds):
-        for i, (_, cfg, reference, dtype) in enumerate(runs):
+        for i, (_, cfg, reference, dtype, mode) in enumerate(runs):
             networks = load_reference(reference, args.image_size) if reference else None
-            step_cfg = dataclasses.replace(train_cfg, compute_dtype=dtype)
+            step_cfg = dataclasses.replace(train_cfg, compute_dtype=dtype, cpu_memory=mode)
             history = train(cfg, step_cfg, data, seed=0, networks=networks).history
             rates[i].append(images_per_second(history, args.warmup, args.batch_size))
 
-    base = statistics.median(rates[0])
+    # the 1.00x of each memory mode: its reference row, else its first row
+    base = {}
+    for (_, _, _, _, mode), r in zip(runs, rates, strict=True):
+        base.setdefault(mode, statistics.median(r))
     rows = []
-    for (spec, cfg, reference, dtype), r in zip(runs, rates, strict=True):
+    for (spec, cfg, reference, dtype, mode), r in zip(runs, rates, strict=True):
         flops = forward_flops(cfg, load_reference(reference, args.image_size) if reference else None)
         rows.append(
             {
                 "model": spec,
                 "compute_dtype": dtype,
+                "cpu_memory": mode,
                 "images_per_second": statistics.median(r),
                 "min": min(r),
                 "max": max(r),
-                "ratio": statistics.median(r) / base,
+                "ratio": statistics.median(r) / base[mode],
                 "gflops_generator": flops["generator"] / 1e9,
                 "gflops_discriminator": flops["discriminator"] / 1e9,
             }
@@ -142,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{conditions['threads']} threads, {conditions['device']}"
     )
     width = max(len(row["model"]) for row in [{"model": "model"}, *rows])
-    print(f"{'model':<{width}} {'dtype':>5} {'images/s':>9} {'range':>15} {'GFLOP G+D':>9} {'ratio':>6}")
+    memory = len(args.cpu_memory) > 1  # the column only when the run compares memory modes
+    mem_head = f" {'memory':>6}" if memory else ""
+    print(f"{'model':<{width}} {'dtype':>5}{mem_head} {'images/s':>9} {'range':>15} {'GFLOP G+D':>9} {'ratio':>6}")
     for row in rows:
         span = f"{row['min']:>7.2f}-{row['max']:<7.2f}"
         gflops = row["gflops_generator"] + row["gflops_discriminator"]
+        mem = f" {row['cpu_memory']:>6}" if memory else ""
         print(
-            f"{row['model']:<{width}} {row['compute_dtype']:>5} {row['images_per_second']:>9.2f} {span} "
-            f"{gflops:>9.2f} {row['ratio']:>6.2f}"
+            f"{row['model']:<{width}} {row['compute_dtype']:>5}{mem} "
+            f"{row['images_per_second']:>9.2f} {span} {gflops:>9.2f} {row['ratio']:>6.2f}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps({"conditions": conditions, "rows": rows}, indent=2) + "\n")

@@ -1,8 +1,10 @@
-"""Where and how a run computes: the device it trains on, and deterministic kernels (`train.deterministic`)."""
+"""Where and how a run computes: the device it trains on, deterministic kernels (`train.deterministic`), and how the
+C allocator treats freed CPU memory (`train.cpu_memory`)."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from collections.abc import Iterator
 
@@ -58,3 +60,40 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was requested but CUDA is not available on this machine")
     return torch.device(name)
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+_MIB = 1 << 20
+
+
+def use_cpu_memory(mode: str) -> bool:
+    """Set how glibc treats freed memory for the rest of the process (`train.cpu_memory`); False where the C library
+    has no `mallopt` (not glibc), and nothing is changed.
+
+    `keep`: no block is mmap'd (M_MMAP_MAX 0) and the heap's free top is trimmed only past 2 GB, so a freed tensor's
+    memory serves the next one of its size without new pages. `system`: glibc's steady state under its default
+    dynamic threshold: blocks of 32 MB (the threshold's ceiling) and more are mmap'd, and unmapped when freed."""
+    libc = _libc()
+    if libc is None:
+        return False
+    if mode == "keep":
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    else:
+        libc.mallopt(_M_MMAP_MAX, 65536)  # glibc's default
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 * _MIB)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 * _MIB)  # twice the threshold, as glibc's dynamic rule sets it
+        libc.malloc_trim(0)
+    return True
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt, libc.malloc_trim  # noqa: B018 (glibc only)
+    except (OSError, AttributeError):
+        return None
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return libc

@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import ModelConfig, TrainConfig
 from .data import CategoryData
-from .device import deterministic_kernels, resolve_device
+from .device import deterministic_kernels, resolve_device, use_cpu_memory
 from .factory import build_discriminator, build_generator, count_parameters
 from .gallery import trial_gallery
 from .losses import LOSSES, LossTerms
@@ -173,6 +173,8 @@ def _setup(
     if data.image_size != model_cfg.image_size:
         raise ValueError(f"image_size: the model expects {model_cfg.image_size} px, the data is {data.image_size} px")
     device = resolve_device(train_cfg.device)
+    if device.type == "cpu":
+        use_cpu_memory(train_cfg.cpu_memory)
     if train_cfg.num_threads:
         torch.set_num_threads(train_cfg.num_threads)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format

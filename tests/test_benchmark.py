@@ -109,3 +109,23 @@ def test_a_reference_checkout_that_does_not_build_is_one_line(tmp_path, capsys) 
     err = capsys.readouterr().err
     assert err.startswith(f"error: --reference {tmp_path}: its networks do not build (KeyError")
     assert err.count("\n") == 1
+
+
+def test_cpu_memory_modes_each_have_their_reference(tmp_path, capsys) -> None:
+    """`--cpu-memory keep system`: every model in both modes, each mode's ratios against its own reference row."""
+    checkout = tmp_path / "skip-ganomaly"
+    (checkout / "lib" / "models").mkdir(parents=True)
+    (checkout / "lib" / "models" / "networks.py").write_text(FAKE_NETWORKS)
+    tiny = "ssagan attention=false base_channels=4 max_channels=16 ndf=4 nz=8"
+    argv = ["--image-size", "32", "--batch-size", "4", "--iterations", "2", "--warmup", "1", "--rounds", "1"]
+    out = tmp_path / "bench.json"
+    extra = ["--threads", "1", "--cpu-memory", "keep", "system", "--reference", str(checkout), "--json", str(out)]
+    assert main([*argv, *extra, tiny]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["model", "dtype", "memory"]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["cpu_memory"]) for r in rows] == [
+        ("official skip-ganomaly", "keep"), (tiny, "keep"), ("official skip-ganomaly", "system"), (tiny, "system"),
+    ]  # fmt: skip
+    assert rows[0]["ratio"] == 1.0 and rows[2]["ratio"] == 1.0
+    assert main([tiny, "--cpu-memory", "pooled"]) == 2
+    assert capsys.readouterr().err.startswith("error: --cpu-memory: 'pooled' is not one of 'keep', 'system'")

@@ -72,6 +72,7 @@ def test_bad_model_values_name_the_field(kwargs: dict, message: str) -> None:
         ({"input_noise": -0.1}, "input_noise: must be a number >= 0"),
         ({"deterministic": "yes"}, "deterministic: must be true or false, got 'yes'"),
         ({"deterministic": 1}, "deterministic: must be true or false, got 1"),
+        ({"cpu_memory": "pooled"}, "cpu_memory: 'pooled' is not one of 'keep', 'system'"),
     ],
 )
 def test_bad_train_values_name_the_field(kwargs: dict, message: str) -> None:

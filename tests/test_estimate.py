@@ -90,4 +90,3 @@ def test_longest_first_orders_by_counted_work_and_keeps_ties_in_order() -> None:
     order = [(s.factors["model.attention"], s.factors["train.iterations"], s.seed) for s in longest_first(specs, data)]
     assert order == [(True, 4, 0), (True, 4, 1), (True, 2, 0), (True, 2, 1),
                      (False, 4, 0), (False, 4, 1), (False, 2, 0), (False, 2, 1)]  # fmt: skip
-

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,3 +336,25 @@ def test_bf16_compute_dtype_trains_on_the_cpu_and_scores_in_fp32(data) -> None:
     assert not np.array_equal(low.test_scores["score"], full.test_scores["score"])
     with pytest.raises(ValueError, match=r"compute_dtype: 'fp16' is not one of 'fp32', 'bf16'"):
         TrainConfig(compute_dtype="fp16")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
+def test_cpu_memory_keep_holds_freed_blocks_and_system_gives_them_back() -> None:
+    """`train.cpu_memory`: with `keep` a freed 64 MB tensor's pages stay with the process (the next tensor reuses
+    them without page faults); with `system` they go back to the OS when it is freed. Measured as resident memory."""
+    from ssagan_core.device import use_cpu_memory
+
+    def resident_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    try:
+        for mode, kept in (("keep", True), ("system", False), ("keep", True)):
+            assert use_cpu_memory(mode)
+            before = resident_mb()
+            block = torch.ones(16 * 2**20)  # 64 MB, touched
+            assert resident_mb() - before > 48
+            del block
+            assert (resident_mb() - before > 48) is kept, mode
+            use_cpu_memory("system")  # give it back before the next case
+    finally:
+        use_cpu_memory("keep")  # train()'s default for the rest of this process
