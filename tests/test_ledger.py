@@ -176,3 +176,19 @@ def test_the_simulation_command_prints_its_figures(capsys) -> None:
     assert main(["--trials", "30", "--scores", "10"]) == 0
     printed = capsys.readouterr().out
     assert "record trial 30:" in printed and "read back:" in printed and "30 trials, 300 score rows" in printed
+
+
+def test_parts_of_a_trial_whose_row_never_landed_are_not_results(tmp_path) -> None:
+    """The driver killed after a trial's scores and history were written, before its row (the commit): readers see
+    only the trials that have a row; the rerun's parts replace the orphans."""
+    store = ResultStore(tmp_path)
+    _record(store, "a|seed=0|nut")
+    for name, frame in ((SCORES_FILE, _scores("b|seed=0|nut")), (HISTORY_FILE, _history("b|seed=0|nut"))):
+        frame.to_parquet(store._parts_folder(name) / part_name("b|seed=0|nut"))  # the kill came before the row
+    results = load_results(tmp_path)
+    assert set(results.trials["trial_key"]) == {"a|seed=0|nut"}
+    assert set(results.scores["trial_key"]) == {"a|seed=0|nut"} and set(results.history["trial_key"]) == {
+        "a|seed=0|nut"
+    }
+    _record(store, "b|seed=0|nut")
+    assert set(load_results(tmp_path).scores["trial_key"]) == {"a|seed=0|nut", "b|seed=0|nut"}

@@ -229,6 +229,10 @@ def load_results(path: str | os.PathLike) -> Results:
     if missing:
         raise ResultsError(f"{trials_path}: not a trials ledger (missing columns: {', '.join(missing)})")
     scores, history = _read_table(out / SCORES_FILE), _read_table(out / HISTORY_FILE)
+    # A trial's row is written after its scores and history (the row is the commit): parts of a trial whose row
+    # never landed (the driver killed in between) are not results; its rerun replaces them.
+    keys = set(trials["trial_key"])
+    scores, history = (t[t["trial_key"].isin(keys)] if "trial_key" in t else t for t in (scores, history))
     return Results(out, trials, scores, history, read_study(out))
 
 
