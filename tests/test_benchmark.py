@@ -63,13 +63,19 @@ def define_D(opt):
 """
 
 
+def _fake_checkout(tmp_path) -> str:
+    """A stand-in checkout with the official file layout and `define_G`/`define_D` API."""
+    checkout = tmp_path / "skip-ganomaly"
+    (checkout / "lib" / "models").mkdir(parents=True)
+    (checkout / "lib" / "models" / "networks.py").write_text(FAKE_NETWORKS)
+    return str(checkout)
+
+
 def test_reference_compute_dtypes_and_json(tmp_path, capsys) -> None:
     """`--reference PATH` puts a checkout's networks (here a stand-in with the official file layout and
     `define_G`/`define_D` API) first as the 1.00x row, trained by our skip_ganomaly step; every model runs in every
     `--compute-dtype`; `--json` writes the printed rows with the conditions."""
-    checkout = tmp_path / "skip-ganomaly"
-    (checkout / "lib" / "models").mkdir(parents=True)
-    (checkout / "lib" / "models" / "networks.py").write_text(FAKE_NETWORKS)
+    checkout = _fake_checkout(tmp_path)
     tiny = "base_channels=4 max_channels=16 ndf=4 nz=8"
     argv = ["--image-size", "32", "--batch-size", "4", "--iterations", "2", "--warmup", "1", "--rounds", "1"]
     out = tmp_path / "bench.json"
@@ -83,7 +89,7 @@ def test_reference_compute_dtypes_and_json(tmp_path, capsys) -> None:
     assert [(r["model"], r["compute_dtype"]) for r in written["rows"]] == expected
     assert written["rows"][0]["ratio"] == 1.0 and all(r["images_per_second"] > 0 for r in written["rows"])
     assert all(r["gflops_generator"] > 0 and r["gflops_discriminator"] > 0 for r in written["rows"])
-    assert written["conditions"]["threads"] == 1 and written["conditions"]["reference"] == str(checkout)
+    assert written["conditions"]["threads"] == 1 and written["conditions"]["reference"] == checkout
     assert written["conditions"]["device"].startswith("cpu") and written["conditions"]["torch"] == torch.__version__
 
 
@@ -113,9 +119,7 @@ def test_a_reference_checkout_that_does_not_build_is_one_line(tmp_path, capsys) 
 
 def test_cpu_memory_modes_each_have_their_reference(tmp_path, capsys) -> None:
     """`--cpu-memory keep system`: every model in both modes, each mode's ratios against its own reference row."""
-    checkout = tmp_path / "skip-ganomaly"
-    (checkout / "lib" / "models").mkdir(parents=True)
-    (checkout / "lib" / "models" / "networks.py").write_text(FAKE_NETWORKS)
+    checkout = _fake_checkout(tmp_path)
     tiny = "ssagan attention=false base_channels=4 max_channels=16 ndf=4 nz=8"
     argv = ["--image-size", "32", "--batch-size", "4", "--iterations", "2", "--warmup", "1", "--rounds", "1"]
     out = tmp_path / "bench.json"
