@@ -197,7 +197,7 @@ SHIPPED_TRIALS = {
     "elpv_attention": 14,  # worst case: 7 seeds x attention on/off, mono only
     "attention_adaptive": 40,  # adaptive seeds: the worst case (every variant at 10 seeds)
     "score_normalize": 32,  # adaptive seeds: the worst case (every variant at 8 seeds)
-    "elpv_recipe": 12,
+    "elpv_recipe": 24,
     "compute_dtype": 12,
 }
 
