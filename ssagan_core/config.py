@@ -15,6 +15,7 @@ CONVS = SWITCHES["conv"]
 DOWNS = SWITCHES["down"]
 UPS = SWITCHES["up"]
 SCORE_NORMALIZE = ("none", "val_mean")
+SCORE_REDUCE = ("mean", "max")
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_RULES = ("val_quantile", "val_f1")
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -71,9 +72,14 @@ class ModelConfig:
     """`none`: the two errors on their raw scales (the paper's and the official code's score), where the latent error
     can be orders of magnitude larger than the reconstruction error and decide the score alone; `val_mean`: each error
     divided by its mean over the validation split's normal images before the lambda mix (no test data involved)."""
+    score_reduce: str = "mean"
+    """How the reconstruction error of a skip model's score is reduced to one number per image: `mean`, the mean
+    squared error over the image (Skip-GANomaly's score); `max`, the maximum of its anomaly map (the squared error
+    averaged over channels and smoothed by `map_sigma`), which a small defect on a busy texture moves more than the
+    mean. Both are saved per image (`rec`, `rec_max`)."""
     map_sigma: float | None = None
-    """Smoothing (Gaussian sigma, pixels) of the anomaly maps behind `pixel_auc` and `aupro`; unset: 4 px at 256 px,
-    scaled to `image_size` (1 px at 64), the usual default; 0: no smoothing."""
+    """Smoothing (Gaussian sigma, pixels) of the anomaly maps behind `pixel_auc`, `aupro` and `score_reduce: max`;
+    unset: 4 px at 256 px, scaled to `image_size` (1 px at 64), the usual default; 0: no smoothing."""
     base_channels: int = 64
     """Channels of the first encoder stage (ngf); ssagan doubles them per stage up to `max_channels`."""
     max_channels: int = 512
@@ -119,6 +125,7 @@ class ModelConfig:
             self.score_lambda,
         )
         _choice("score_normalize", self.score_normalize, SCORE_NORMALIZE)
+        _choice("score_reduce", self.score_reduce, SCORE_REDUCE)
         if self.map_sigma is not None:
             _check("map_sigma", is_number(self.map_sigma) and self.map_sigma >= 0, "a number >= 0", self.map_sigma)
         for name in ("base_channels", "max_channels", "ndf", "nz", "anogan_steps"):

@@ -25,7 +25,8 @@ def score_images(
     """Scores of uint8 images (N, 3, H, W) already on the model's device: {"score", and its parts where defined}.
 
     ssagan / skip_ganomaly: score = lambda * mean((x - G(x))^2) + (1 - lambda) * mean((f(x) - f(G(x)))^2)
-    (Skip-GANomaly's score, section 3.4 of its paper), parts `rec` and `lat`. ganomaly: mean((z - z_hat)^2).
+    (Skip-GANomaly's score, section 3.4 of its paper), parts `rec` and `lat`; also `rec_max`, the maximum of the
+    smoothed error map, which replaces `rec` in the score under `cfg.score_reduce: max`. ganomaly: mean((z - z_hat)^2).
     anogan: the latent-search loss. Raw scores: nothing is normalised with test-set statistics.
     With `maps`, also "map": (N, H, W) float32 anomaly maps from the reconstruction (`pixel_metrics.error_map`, sigma
     `cfg.map_sigma` or the default for the image size), computed in the same eval-mode pass (anogan: from G(z*), the
@@ -43,7 +44,7 @@ def score_images(
         x = to_float(images[start : start + batch_size])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for name, value in _score_batch(cfg, generator, discriminator, x, z0, sigma if maps else None).items():
+        for name, value in _score_batch(cfg, generator, discriminator, x, z0, sigma, maps).items():
             parts.setdefault(name, []).append(value.float().cpu())
     if not parts:
         return {"score": np.zeros(0, np.float64)}
@@ -53,9 +54,9 @@ def score_images(
     }
 
 
-def _score_batch(cfg, generator, discriminator, x, z0, sigma) -> dict[str, torch.Tensor]:
+def _score_batch(cfg, generator, discriminator, x, z0, sigma, maps) -> dict[str, torch.Tensor]:
     if cfg.model == "anogan":  # needs gradients with respect to z, so it cannot run under inference_mode
-        if sigma is None:
+        if not maps:
             return {"score": latent_search(generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0)}
         score, x_hat = latent_search(
             generator, discriminator, x, cfg.anogan_steps, cfg.anogan_lambda, z0, reconstruct=True
@@ -65,17 +66,20 @@ def _score_batch(cfg, generator, discriminator, x, z0, sigma) -> dict[str, torch
         if cfg.model == "ganomaly":
             x_hat, z, z_hat = generator(x)
             out = {"score": (z - z_hat).pow(2).flatten(1).mean(1)}
-            if sigma is not None:
+            if maps:
                 out["map"] = error_map(x, x_hat, sigma)
             return out
         x_hat = generator(x)
         _, f = discriminator(x)
         _, f_hat = discriminator(x_hat)
         rec = (x - x_hat).pow(2).flatten(1).mean(1)
+        anomaly_map = error_map(x, x_hat, sigma)
+        rec_max = anomaly_map.flatten(1).amax(1)
         lat = (f - f_hat).pow(2).flatten(1).mean(1)
-        out = {"score": cfg.score_lambda * rec + (1 - cfg.score_lambda) * lat, "rec": rec, "lat": lat}
-        if sigma is not None:
-            out["map"] = error_map(x, x_hat, sigma)
+        part = rec_max if cfg.score_reduce == "max" else rec
+        out = {"score": cfg.score_lambda * part + (1 - cfg.score_lambda) * lat, "rec": rec, "rec_max": rec_max, "lat": lat}
+        if maps:
+            out["map"] = anomaly_map
         return out
 
 
@@ -97,17 +101,21 @@ def reconstruct(
 def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:
     """Recompute `scores["score"]` of a skip model (in place) from its parts under `cfg.score_normalize`.
 
-    `val_mean`: each part is divided by its mean over `reference`, the validation split's normal images, so lambda
-    mixes two errors of comparable size; with `none` the raw mix of `score_images` stands. Models without parts
-    (ganomaly, anogan) are left as they are.
+    `val_mean`: each part (the reconstruction error as `cfg.score_reduce` reduces it, and the latent error) is divided
+    by its mean over `reference`, the validation split's normal images, so lambda mixes two errors of comparable size;
+    with `none` the raw mix of `score_images` stands. Models without parts (ganomaly, anogan) are left as they are.
     """
     if cfg.score_normalize == "none" or "rec" not in scores:
         return
-    scale = {name: float(np.mean(reference[name])) if len(reference[name]) else 1.0 for name in ("rec", "lat")}
+    rec = rec_part(cfg)
+    scale = {name: float(np.mean(reference[name])) if len(reference[name]) else 1.0 for name in (rec, "lat")}
     scale = {name: value if value > 0 and np.isfinite(value) else 1.0 for name, value in scale.items()}
-    scores["score"] = (
-        cfg.score_lambda * scores["rec"] / scale["rec"] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
-    )
+    scores["score"] = cfg.score_lambda * scores[rec] / scale[rec] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
+
+
+def rec_part(cfg: ModelConfig) -> str:
+    """The name of the reconstruction part a skip model's score uses: `rec` (the mean) or `rec_max`."""
+    return "rec_max" if cfg.score_reduce == "max" else "rec"
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

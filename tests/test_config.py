@@ -51,6 +51,7 @@ def test_variants_are_made_by_replace() -> None:
         ({"attention_stages": (0, 2)}, "attention_stages: must be distinct stage numbers in 1..5"),
         ({"attention_kv_pool": 3}, "attention_kv_pool: must be 1, 2 or 4"),
         ({"score_normalize": "test_max"}, "score_normalize: 'test_max' is not one of 'none', 'val_mean'"),
+        ({"score_reduce": "median"}, "score_reduce: 'median' is not one of 'mean', 'max'"),
         ({"model": "skip_ganomaly", "attention": True}, "attention: the skip_ganomaly preset is a fixed network"),
         ({"model": "anogan", "w_ctx": 1.0}, "w_ctx: anogan trains as a plain GAN"),
     ],

@@ -94,6 +94,27 @@ def test_rec_ranks_perfectly_while_lat_is_inverted(tmp_path):
     assert "A part alone below 0.5 points the wrong way" in text
 
 
+def test_the_maps_maximum_is_a_part_of_its_own(tmp_path):
+    """Scores with `rec_max` (skip models since `model.score_reduce`) get a `rec max alone` column between rec and lat;
+    a ledger written before it (no such column, as above) shows none."""
+    rows = [row("base", s, "nut", 0.8) for s in range(2)]
+    out = write_results(tmp_path, rows, None)
+    write_scores(
+        out,
+        {
+            "score": lambda y: y + np.linspace(0, 0.1, 12),
+            "rec": lambda y: -y + np.linspace(0, 0.1, 12),
+            "rec_max": lambda y: y + np.linspace(0, 0.1, 12),
+            "lat": lambda y: y + np.linspace(0, 0.1, 12),
+        },
+    )
+    c = cell(out, "base")
+    assert c["auc_rec_mean"] == 0.0 and c["auc_rec_max_mean"] == 1.0
+    text = "\n".join(health_section(page(out)))
+    assert "| variant | category | AUC (score) | rec alone | rec max alone | lat alone |" in text
+    assert "| `base` | nut | 1.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 |" in text
+
+
 def test_models_without_parts_get_no_part_columns(tmp_path):
     """A model whose scores have NaN rec and lat (not a skip model): NaN part AUCs, no rec/lat columns."""
     rows = [row("base", s, "nut", 0.8, model="anogan") for s in range(2)]

@@ -60,6 +60,7 @@ def row(variant: str, seed: int, category: str, auc: float, **settings) -> dict:
         "w_ctx": float(preset["w"][1]),
         "w_lat": float(preset["w"][2]),
         "score_lambda": 0.9,
+        "score_reduce": "mean",
         "base_channels": 4,
         "max_channels": 16,
         "depth": 5,

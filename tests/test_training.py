@@ -239,6 +239,33 @@ def test_val_mean_normalisation_mixes_the_parts_on_validation_scales(data) -> No
     assert result.history[0]["val_auc"] is not None
 
 
+def test_score_reduce_max_puts_the_smoothed_maps_maximum_in_the_score(data) -> None:
+    """Skip models save both reductions of the reconstruction error, `rec` (the mean) and `rec_max` (the maximum of
+    the smoothed error map, the same map as the pixel metrics'); `score_reduce: max` mixes `rec_max` instead of `rec`,
+    raw and under val_mean, and the networks train the same either way."""
+    cfg = ModelConfig(image_size=32, **TINY)
+    torch.manual_seed(0)
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    images = torch.from_numpy(random_category(32, n_test=6).test.images)
+    parts = score_images(cfg, g, d, images, batch_size=4, maps=True)
+    np.testing.assert_allclose(parts["rec_max"], parts["map"].reshape(len(images), -1).max(1), rtol=1e-6)
+    assert (parts["rec_max"] > parts["rec"]).all()  # a maximum above the mean: the map is not flat
+    peaked = dataclasses.replace(cfg, score_reduce="max")
+    got = score_images(peaked, g, d, images, batch_size=3)
+    np.testing.assert_allclose(got["score"], 0.9 * parts["rec_max"] + 0.1 * parts["lat"], rtol=1e-5)
+    mean_run = train(cfg, QUICK, data, seed=0)
+    max_run = train(dataclasses.replace(peaked, score_normalize="val_mean"), QUICK, data, seed=0)
+    for name in ("rec", "rec_max", "lat"):
+        np.testing.assert_array_equal(max_run.test_scores[name], mean_run.test_scores[name])
+    normal = data.val.labels == 0
+    rec_scale, lat_scale = (max_run.val_scores[name][normal].mean() for name in ("rec_max", "lat"))
+    np.testing.assert_allclose(
+        max_run.test_scores["score"],
+        0.9 * max_run.test_scores["rec_max"] / rec_scale + 0.1 * max_run.test_scores["lat"] / lat_scale,
+    )
+    assert max_run.metrics["auc"] == pytest.approx(auc_or_nan(data.test.labels, max_run.test_scores["score"]))
+
+
 def test_mismatched_image_size_is_a_clear_error(data) -> None:
     with pytest.raises(ValueError, match="image_size: the model expects 64 px, the data is 32 px"):
         train(ModelConfig(image_size=64, **TINY), QUICK, data, seed=0)

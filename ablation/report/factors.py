@@ -30,7 +30,7 @@ class Design:
 
 # Settings a study without its study file may have varied, in the order they are looked for.
 _SETTINGS = ("model", *SWITCHES, "w_adv", "w_ctx", "w_lat", "lr", "iterations", "batch_size", "score_lambda",
-             "score_normalize")  # fmt: skip
+             "score_normalize", "score_reduce")  # fmt: skip
 
 
 def describe_design(study: Study | None, rows: pd.DataFrame) -> Design:

@@ -198,9 +198,10 @@ def scope_sentence(a: Analysis) -> str:
     widths = [_values(rows, c) for c in ("base_channels", "max_channels", "ndf")]
     if all(widths):
         parts.append(f"widths {widths[0]}-{widths[1]} (discriminator {widths[2]})")
-    score = _values(rows, "score_normalize")
-    if score:
-        parts.append(f"score_normalize {score}")
+    for col in ("score_normalize", "score_reduce"):
+        value = _values(rows, col)
+        if value:
+            parts.append(f"{col} {value}")
     return (
         "These verdicts hold for what was run: "
         + ", ".join(parts)

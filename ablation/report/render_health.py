@@ -20,7 +20,7 @@ MEANINGS = {
     IMPROVING: f"**{IMPROVING}**: training stopped before it converged; the verdict compares under-trained models and "
     "may change with more `train.iterations`.",
 }
-PART_NAMES = {"score": "AUC (score)", "rec": "rec alone", "lat": "lat alone"}
+PART_NAMES = {"score": "AUC (score)", "rec": "rec alone", "rec_max": "rec max alone", "lat": "lat alone"}
 
 
 def health_section(a: Analysis) -> list[str]:
@@ -28,8 +28,9 @@ def health_section(a: Analysis) -> list[str]:
     lines = [
         "## Trained enough, and pointing the right way?",
         "",
-        "Test AUC of the score as ranked and, for skip models, of its two parts alone (reconstruction error `rec`, "
-        "latent error `lat`), mean ± std over seeds; the seed spread; and the trend over the last fifth of training.",
+        "Test AUC of the score as ranked and, for skip models, of its parts alone (reconstruction error `rec`, its "
+        "smoothed map's maximum `rec max` (`model.score_reduce`), latent error `lat`), mean ± std over seeds; the seed "
+        "spread; and the trend over the last fifth of training.",
         "",
     ]
     table = a.health.table

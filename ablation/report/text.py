@@ -23,6 +23,7 @@ SHOWN_SETTINGS = (
     "w_lat",
     "score_lambda",
     "score_normalize",
+    "score_reduce",
     "base_channels",
     "max_channels",
     "depth",
