@@ -26,8 +26,8 @@ def cell(out: Path, variant: str, category: str = "nut") -> pd.Series:
     return table[(table["variant"] == variant) & (table["category"] == category)].iloc[0]
 
 
-def write_scores(out: Path, parts: dict[str, callable]) -> None:
-    """scores.parquet for every successful trial: 6 normal and 6 defective test images; `parts[name](labels)`."""
+def write_scores(out: Path, parts: dict[str, callable], splits: tuple[str, ...] = ("test",)) -> None:
+    """scores.parquet for every successful trial: 6 normal and 6 defective images per split; `parts[name](labels)`."""
     trials = pd.read_parquet(out / "trials.parquet")
     labels = np.array([0] * 6 + [1] * 6)
     frames = [
@@ -35,14 +35,15 @@ def write_scores(out: Path, parts: dict[str, callable]) -> None:
             {
                 "trial_key": key,
                 "trial_id": "t",
-                "split": "test",
-                "path": [f"test/{i}" for i in range(12)],
+                "split": split,
+                "path": [f"{split}/{i}" for i in range(12)],
                 "label": labels,
                 "defect": np.where(labels == 1, "scratch", "good"),
                 **{name: make(labels) for name, make in parts.items()},
             }
         )
         for key in trials.loc[trials["status"] == "ok", "trial_key"]
+        for split in splits
     ]
     pd.concat(frames).to_parquet(out / "scores.parquet", index=False)
 
@@ -107,12 +108,17 @@ def test_the_maps_maximum_is_a_part_of_its_own(tmp_path):
             "rec_max": lambda y: y + np.linspace(0, 0.1, 12),
             "lat": lambda y: y + np.linspace(0, 0.1, 12),
         },
+        splits=("test", "val"),
     )
     c = cell(out, "base")
     assert c["auc_rec_mean"] == 0.0 and c["auc_rec_max_mean"] == 1.0
     text = "\n".join(health_section(page(out)))
     assert "| variant | category | AUC (score) | rec alone | rec max alone | lat alone |" in text
     assert "| `base` | nut | 1.000 ± 0.000 | 0.000 ± 0.000 | 1.000 ± 0.000 | 1.000 ± 0.000 |" in text
+    # the validation table: the same parts on the val split (written with the same ranking here)
+    assert c["val_rec_mean"] == 0.0 and c["val_rec_max_mean"] == 1.0
+    assert "Validation AUC of the same parts" in text
+    assert text.count("| variant | category | AUC (score) | rec alone | rec max alone | lat alone |") == 2
 
 
 def test_models_without_parts_get_no_part_columns(tmp_path):

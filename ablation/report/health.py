@@ -40,9 +40,11 @@ RULE = (
 class Health:
     """Per trial and per variant x category (study order): part AUCs, spread, trend and flags."""
 
-    # per trial: trial_key, variant, category, seed, auc_<part> (test AUC of each part), signal, change
+    # per trial: trial_key, variant, category, seed, auc_<part> (test AUC of each part), val_<part> (its validation
+    # AUC), signal, change
     trials: pd.DataFrame
-    # per variant x category: seeds, auc_<part>_mean / _std, spread (max - min), signal, change, improving, flags
+    # per variant x category: seeds, auc_<part>_mean / _std, val_<part>_mean / _std, spread (max - min), signal,
+    # change, improving, flags
     table: pd.DataFrame
     notes: list[str] = field(default_factory=list)  # what could not be computed, and why
 
@@ -55,9 +57,11 @@ def assess(ok: pd.DataFrame, scores: pd.DataFrame, history: pd.DataFrame, order:
     parts = part_aucs(scores)
     if parts.empty:
         notes.append("no per-image test scores (scores.parquet missing or empty): AUC from trials.parquet, no parts")
+    val_parts = part_aucs(scores, split="val")
     for part in PARTS:
         column = f"auc_{part}"
         trials[column] = trials["trial_key"].map(parts[column]) if column in parts else np.nan
+        trials[f"val_{part}"] = trials["trial_key"].map(val_parts[column]) if column in val_parts else np.nan
     # The trial's own test AUC wherever its scores are missing (an older folder): the same number.
     trials["auc_score"] = trials["auc_score"].fillna(pd.to_numeric(ok["auc"], errors="coerce"))
     usable = not history.empty and {"trial_key", "iteration"} <= set(history.columns)
@@ -70,14 +74,15 @@ def assess(ok: pd.DataFrame, scores: pd.DataFrame, history: pd.DataFrame, order:
     return Health(trials, _table(trials, list(order)), notes)
 
 
-def part_aucs(scores: pd.DataFrame) -> pd.DataFrame:
-    """Test AUC of each part of the score per trial (index trial_key, columns auc_<part>; NaN for an absent part)."""
+def part_aucs(scores: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """AUC on `split` (`test`, or `val`: normal images and synthetic defects) of each part of the score per trial
+    (index trial_key, columns auc_<part>; NaN for an absent part)."""
     if scores.empty or not {"trial_key", "split", "label", "score"} <= set(scores.columns):
         return pd.DataFrame()
     from sklearn.metrics import roc_auc_score
 
     out = {}
-    for key, g in scores[scores["split"] == "test"].groupby("trial_key", sort=False):
+    for key, g in scores[scores["split"] == split].groupby("trial_key", sort=False):
         aucs = {}
         for part in PARTS:
             values = pd.to_numeric(g[part], errors="coerce") if part in g else pd.Series(np.nan, g.index)
@@ -142,9 +147,10 @@ def _table(trials: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 def _cell(variant: str, category: str, g: pd.DataFrame) -> dict[str, Any]:
     row: dict[str, Any] = {"variant": variant, "category": category, "seeds": int(g["seed"].nunique())}
     for part in PARTS:
-        values = g[f"auc_{part}"].dropna()
-        row[f"auc_{part}_mean"] = values.mean() if len(values) else np.nan
-        row[f"auc_{part}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+        for prefix in ("auc", "val"):
+            values = g[f"{prefix}_{part}"].dropna()
+            row[f"{prefix}_{part}_mean"] = values.mean() if len(values) else np.nan
+            row[f"{prefix}_{part}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
     auc = g["auc_score"].dropna()
     row["spread"] = float(auc.max() - auc.min()) if len(auc) > 1 else np.nan
     signals = g.loc[g["signal"] != "", "signal"]

@@ -62,7 +62,28 @@ def health_section(a: Analysis) -> list[str]:
     if not any(raised.values()):
         lines.append("- No flag raised.")
     lines += [f"- _{note}._" for note in a.health.notes]
-    return [*lines, ""]
+    return [*lines, "", *_validation_table(table, parts)]
+
+
+def _validation_table(table, parts: list[str]) -> list[str]:
+    """The same parts' AUC on the validation split: what a choice of score (`model.score_reduce`, `score_lambda`)
+    may rest on without test labels. Only where some part besides the score was saved."""
+    parts = [p for p in parts if table[f"val_{p}_mean"].notna().any()]
+    if len(parts) < 2:
+        return []
+    headers = ["variant", "category", *(PART_NAMES[p] for p in parts)]
+    body = [
+        [f"`{r['variant']}`", r["category"], *(cell(r[f"val_{p}_mean"], r[f"val_{p}_std"], r["seeds"]) for p in parts)]
+        for _, r in table.iterrows()
+    ]
+    return [
+        "Validation AUC of the same parts (held-out normal images and synthetic defects, no test labels): what a "
+        "choice of score, `model.score_reduce` or `score_lambda`, may rest on. Synthetic defects need not rank the "
+        "parts as real ones do; the test columns above show whether they did.",
+        "",
+        *md_table(headers, body),
+        "",
+    ]
 
 
 def _trend(r) -> str:
