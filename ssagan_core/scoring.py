@@ -72,12 +72,13 @@ def _score_batch(cfg, generator, discriminator, x, z0, sigma, maps) -> dict[str,
         x_hat = generator(x)
         _, f = discriminator(x)
         _, f_hat = discriminator(x_hat)
-        rec = (x - x_hat).pow(2).flatten(1).mean(1)
         anomaly_map = error_map(x, x_hat, sigma)
-        rec_max = anomaly_map.flatten(1).amax(1)
-        lat = (f - f_hat).pow(2).flatten(1).mean(1)
-        part = rec_max if cfg.score_reduce == "max" else rec
-        out = {"score": cfg.score_lambda * part + (1 - cfg.score_lambda) * lat, "rec": rec, "rec_max": rec_max, "lat": lat}
+        out = {
+            "rec": (x - x_hat).pow(2).flatten(1).mean(1),
+            "rec_max": anomaly_map.flatten(1).amax(1),
+            "lat": (f - f_hat).pow(2).flatten(1).mean(1),
+        }
+        out["score"] = cfg.score_lambda * out[rec_part(cfg)] + (1 - cfg.score_lambda) * out["lat"]
         if maps:
             out["map"] = anomaly_map
         return out
@@ -110,7 +111,8 @@ def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: di
     rec = rec_part(cfg)
     scale = {name: float(np.mean(reference[name])) if len(reference[name]) else 1.0 for name in (rec, "lat")}
     scale = {name: value if value > 0 and np.isfinite(value) else 1.0 for name, value in scale.items()}
-    scores["score"] = cfg.score_lambda * scores[rec] / scale[rec] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
+    mixed = cfg.score_lambda * scores[rec] / scale[rec] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
+    scores["score"] = mixed
 
 
 def rec_part(cfg: ModelConfig) -> str:

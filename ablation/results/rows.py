@@ -91,8 +91,8 @@ SCORE_COLUMNS = {
     "defect": "`good` or the defect kind",
     "score": "the anomaly score (higher = more anomalous), as thresholded and ranked",
     "rec": "skip models: the reconstruction error mean (x - G(x))^2 (NaN for other models)",
-    "rec_max": "skip models: the maximum of the anomaly map (squared error, smoothed by `model.map_sigma`); the score's "
-    "reconstruction part under `model.score_reduce: max` (NaN for other models and older ledgers)",
+    "rec_max": "skip models: the maximum of the anomaly map (squared error, smoothed by `model.map_sigma`); the "
+    "score's reconstruction part under `model.score_reduce: max` (NaN for other models and older ledgers)",
     "lat": "skip models: the latent error mean (f(x) - f(G(x)))^2 (NaN for other models)",
 }
 SCORE_PARTS = ("rec", "rec_max", "lat")  # the parts of a skip model's score, NaN for other models
