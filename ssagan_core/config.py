@@ -15,7 +15,7 @@ CONVS = SWITCHES["conv"]
 DOWNS = SWITCHES["down"]
 UPS = SWITCHES["up"]
 SCORE_NORMALIZE = ("none", "val_mean")
-SCORE_REDUCE = ("mean", "max")
+SCORE_REDUCE = ("mean", "max", "mean_max")
 DEVICES = ("auto", "cpu", "cuda")
 THRESHOLD_RULES = ("val_quantile", "val_f1")
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -76,7 +76,9 @@ class ModelConfig:
     """How the reconstruction error of a skip model's score is reduced to one number per image: `mean`, the mean
     squared error over the image (Skip-GANomaly's score); `max`, the maximum of its anomaly map (the squared error
     averaged over channels and smoothed by `map_sigma`), which a small defect on a busy texture moves more than the
-    mean. Both are saved per image (`rec`, `rec_max`)."""
+    mean; `mean_max`, the average of the two, each divided by its mean over the validation normal images (so it needs
+    `score_normalize: val_mean`): the mean's seed-to-seed steadiness with most of the maximum's reach (docs/studies.md,
+    "The ELPV recipe"). Both reductions are saved per image (`rec`, `rec_max`)."""
     map_sigma: float | None = None
     """Smoothing (Gaussian sigma, pixels) of the anomaly maps behind `pixel_auc`, `aupro` and `score_reduce: max`;
     unset: 4 px at 256 px, scaled to `image_size` (1 px at 64), the usual default; 0: no smoothing."""
@@ -126,6 +128,11 @@ class ModelConfig:
         )
         _choice("score_normalize", self.score_normalize, SCORE_NORMALIZE)
         _choice("score_reduce", self.score_reduce, SCORE_REDUCE)
+        if self.score_reduce == "mean_max" and self.score_normalize != "val_mean":
+            raise ValueError(
+                "score_reduce: 'mean_max' needs score_normalize: 'val_mean' (the mean and the map maximum are on "
+                f"different scales), got score_normalize {self.score_normalize!r}"
+            )
         if self.map_sigma is not None:
             _check("map_sigma", is_number(self.map_sigma) and self.map_sigma >= 0, "a number >= 0", self.map_sigma)
         for name in ("base_channels", "max_channels", "ndf", "nz", "anogan_steps"):

@@ -26,7 +26,8 @@ def score_images(
 
     ssagan / skip_ganomaly: score = lambda * mean((x - G(x))^2) + (1 - lambda) * mean((f(x) - f(G(x)))^2)
     (Skip-GANomaly's score, section 3.4 of its paper), parts `rec` and `lat`; also `rec_max`, the maximum of the
-    smoothed error map, which replaces `rec` in the score under `cfg.score_reduce: max`. ganomaly: mean((z - z_hat)^2).
+    smoothed error map, which replaces `rec` in the score under `cfg.score_reduce: max` (and joins it under
+    `mean_max`, whose raw mix `combine_parts` replaces). ganomaly: mean((z - z_hat)^2).
     anogan: the latent-search loss. Raw scores: nothing is normalised with test-set statistics.
     With `maps`, also "map": (N, H, W) float32 anomaly maps from the reconstruction (`pixel_metrics.error_map`, sigma
     `cfg.map_sigma` or the default for the image size), computed in the same eval-mode pass (anogan: from G(z*), the
@@ -78,7 +79,8 @@ def _score_batch(cfg, generator, discriminator, x, z0, sigma, maps) -> dict[str,
             "rec_max": anomaly_map.flatten(1).amax(1),
             "lat": (f - f_hat).pow(2).flatten(1).mean(1),
         }
-        out["score"] = cfg.score_lambda * out[rec_part(cfg)] + (1 - cfg.score_lambda) * out["lat"]
+        rec = sum(out[name] for name in rec_parts(cfg)) / len(rec_parts(cfg))
+        out["score"] = cfg.score_lambda * rec + (1 - cfg.score_lambda) * out["lat"]
         if maps:
             out["map"] = anomaly_map
         return out
@@ -104,20 +106,21 @@ def combine_parts(cfg: ModelConfig, scores: dict[str, np.ndarray], reference: di
 
     `val_mean`: each part (the reconstruction error as `cfg.score_reduce` reduces it, and the latent error) is divided
     by its mean over `reference`, the validation split's normal images, so lambda mixes two errors of comparable size;
-    with `none` the raw mix of `score_images` stands. Models without parts (ganomaly, anogan) are left as they are.
+    under `mean_max` the reconstruction term is the average of the mean's and the maximum's scaled errors. With `none`
+    the raw mix of `score_images` stands. Models without parts (ganomaly, anogan) are left as they are.
     """
     if cfg.score_normalize == "none" or "rec" not in scores:
         return
-    rec = rec_part(cfg)
-    scale = {name: float(np.mean(reference[name])) if len(reference[name]) else 1.0 for name in (rec, "lat")}
+    names = (*rec_parts(cfg), "lat")
+    scale = {name: float(np.mean(reference[name])) if len(reference[name]) else 1.0 for name in names}
     scale = {name: value if value > 0 and np.isfinite(value) else 1.0 for name, value in scale.items()}
-    mixed = cfg.score_lambda * scores[rec] / scale[rec] + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
-    scores["score"] = mixed
+    rec = sum(scores[name] / scale[name] for name in rec_parts(cfg)) / len(rec_parts(cfg))
+    scores["score"] = cfg.score_lambda * rec + (1 - cfg.score_lambda) * scores["lat"] / scale["lat"]
 
 
-def rec_part(cfg: ModelConfig) -> str:
-    """The name of the reconstruction part a skip model's score uses: `rec` (the mean) or `rec_max`."""
-    return "rec_max" if cfg.score_reduce == "max" else "rec"
+def rec_parts(cfg: ModelConfig) -> tuple[str, ...]:
+    """The reconstruction parts a skip model's score uses: `rec` (the mean), `rec_max`, or both (`mean_max`)."""
+    return {"mean": ("rec",), "max": ("rec_max",), "mean_max": ("rec", "rec_max")}[cfg.score_reduce]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

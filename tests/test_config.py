@@ -52,6 +52,7 @@ def test_variants_are_made_by_replace() -> None:
         ({"attention_kv_pool": 3}, "attention_kv_pool: must be 1, 2 or 4"),
         ({"score_normalize": "test_max"}, "score_normalize: 'test_max' is not one of 'none', 'val_mean'"),
         ({"score_reduce": "median"}, "score_reduce: 'median' is not one of 'mean', 'max'"),
+        ({"score_reduce": "mean_max"}, "score_reduce: 'mean_max' needs score_normalize: 'val_mean'"),
         ({"model": "skip_ganomaly", "attention": True}, "attention: the skip_ganomaly preset is a fixed network"),
         ({"model": "anogan", "w_ctx": 1.0}, "w_ctx: anogan trains as a plain GAN"),
     ],

@@ -266,6 +266,24 @@ def test_score_reduce_max_puts_the_smoothed_maps_maximum_in_the_score(data) -> N
     assert max_run.metrics["auc"] == pytest.approx(auc_or_nan(data.test.labels, max_run.test_scores["score"]))
 
 
+def test_score_reduce_mean_max_averages_the_two_scaled_reductions(data) -> None:
+    """`mean_max` makes the reconstruction term the average of `rec` and `rec_max`, each divided by its mean over
+    the validation normal images, then mixes it with the scaled latent error; the saved parts are the same raw ones as
+    under `mean`, so the score recomputes from the ledger."""
+    base = ModelConfig(image_size=32, score_normalize="val_mean", **TINY)
+    mean_run = train(base, QUICK, data, seed=0)
+    both = train(dataclasses.replace(base, score_reduce="mean_max"), QUICK, data, seed=0)
+    for name in ("rec", "rec_max", "lat"):
+        np.testing.assert_array_equal(both.test_scores[name], mean_run.test_scores[name])
+    normal = data.val.labels == 0
+    scale = {name: both.val_scores[name][normal].mean() for name in ("rec", "rec_max", "lat")}
+    for scores in (both.test_scores, both.val_scores):
+        rec = (scores["rec"] / scale["rec"] + scores["rec_max"] / scale["rec_max"]) / 2
+        np.testing.assert_allclose(scores["score"], 0.9 * rec + 0.1 * scores["lat"] / scale["lat"])
+    assert not np.allclose(both.test_scores["score"], mean_run.test_scores["score"])
+    assert both.metrics["auc"] == pytest.approx(auc_or_nan(data.test.labels, both.test_scores["score"]))
+
+
 def test_mismatched_image_size_is_a_clear_error(data) -> None:
     with pytest.raises(ValueError, match="image_size: the model expects 64 px, the data is 32 px"):
         train(ModelConfig(image_size=64, **TINY), QUICK, data, seed=0)
