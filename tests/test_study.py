@@ -196,6 +196,7 @@ SHIPPED_TRIALS = {
     "loco": 30,
     "elpv_attention": 14,  # worst case: 7 seeds x attention on/off, mono only
     "elpv_attention_poly": 14,  # the same on poly
+    "elpv_poly_iterations": 6,
     "attention_adaptive": 40,  # adaptive seeds: the worst case (every variant at 10 seeds)
     "score_normalize": 32,  # adaptive seeds: the worst case (every variant at 8 seeds)
     "elpv_recipe": 24,
