@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from ssagan_core.config import ModelConfig
 from ssagan_core.cost import forward_flops
 from ssagan_core.data import CategoryData
-from ssagan_core.training import train
 
 from ..study.design import TrialSpec
 from ..study.schema import Resources
@@ -138,6 +137,8 @@ def estimate(specs: list[TrialSpec], data: dict[str, CategoryData], device: str,
 
 def _probe(spec: TrialSpec, data: CategoryData, device: str, threads: int) -> tuple[float, float, float]:
     """(seconds per iteration, seconds outside the loop, seconds scoring) of a short run of `spec`'s settings."""
+    from ssagan_core.training import train  # here, not at the top: a study's driver only orders (scikit-learn etc.)
+
     iterations = PROBE_WARMUP + PROBE_ITERATIONS
     cfg = dataclasses.replace(
         spec.train, iterations=iterations, log_every=1, eval_every=0, device=device, num_threads=threads

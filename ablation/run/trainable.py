@@ -14,19 +14,20 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 import torch
 from ray import tune
-
-from ssagan_core.training import Progress, train
 
 from ..results.ledger import part_name
 from ..results.rows import now, outcome, plain
 from ..study.design import TrialSpec
 from . import faults
 from .context import RunContext, device_label
+
+if TYPE_CHECKING:
+    from ssagan_core.training import Progress
 
 STATE_FILE, ROW_FILE = "state.pt", "row.json"
 SCORES_PART, HISTORY_PART, GALLERY_PART = "scores.parquet", "history.parquet", "gallery.png"
@@ -36,6 +37,10 @@ def run_trial(
     config: dict[str, Any], *, specs: Callable[[dict], TrialSpec], data_refs: dict[str, Any], context: RunContext
 ) -> None:
     """Tune function trainable. `specs(config) -> TrialSpec` maps Tune's config to the trial to run."""
+    # Imported here, in the trial's worker: the driver imports this module only to name the function, and the
+    # training stack (scikit-learn, SciPy) would add half a second to a study's start there.
+    from ssagan_core.training import train
+
     spec = specs(config)
     data = ray.get(data_refs[spec.category])
     if context.device == "cuda" and not torch.cuda.is_available():
