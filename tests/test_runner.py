@@ -31,14 +31,19 @@ def _run(tmp_path: Path, *extra: str, **changes) -> tuple[int, Path]:
 
 
 def test_grid_study_end_to_end(ray_session, tmp_path, monkeypatch) -> None:
+    from ablation.run import driver
     from ablation.run.progress import StudyView
 
     started, real_started = [], StudyView.started
     monkeypatch.setattr(
         StudyView, "started", lambda view, trial_id: (started.append(trial_id), real_started(view, trial_id))
     )
+    imports = driver._ReportImports()
+    monkeypatch.setattr(driver, "_REPORT_IMPORTS", imports)
     code, out = _run(tmp_path, dataset__categories=["nut", "wood"])
     assert code == 0
+    # once the last trial had started and a slot went idle, the report's imports ran there, and ended with the run
+    assert imports.thread is not None and not imports.thread.is_alive()
     trials = pd.read_parquet(out / TRIALS_FILE)
     # variants x seeds x categories, each exactly once
     assert len(trials) == 2 * 2 * 2 and trials["trial_key"].is_unique

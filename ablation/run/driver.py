@@ -14,11 +14,13 @@ Optuna history lives in the output folder (`search_history`), so a resume contin
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import math
 import os
 import pickle
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -220,14 +222,47 @@ def _fit(
             verbose=0,
         ),
     )
+    ledger.expected = num_samples
     try:
         tuner.fit()
     except Exception:
         if ledger.write_error is not None:  # Tune wraps a callback's exception in its own: give the user ours
             raise ledger.write_error from None
         raise
+    finally:
+        _REPORT_IMPORTS.join()
     if ledger.write_error is not None:
         raise ledger.write_error
+
+
+class _ReportImports:
+    """The report's imports (SciPy's statistics, scikit-learn's metrics, matplotlib: about 2 s here), started in a
+    background thread once every trial of an experiment has started and one has ended. From then on a slot stays
+    idle until the round ends, so the imports run on a core no trial uses instead of adding to the report's time
+    after the last trial (and to the analysis between adaptive rounds). Once per process."""
+
+    MODULES = ("ablation.report.cli", "sklearn.metrics")
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="report-imports", daemon=True)
+            self.thread.start()
+
+    def join(self) -> None:
+        """Wait for the imports (the report needs them next; a process must not exit in the middle of one)."""
+        if self.thread is not None:
+            self.thread.join()
+
+    def _run(self) -> None:
+        for module in self.MODULES:
+            with contextlib.suppress(Exception):  # a failed import fails again, with its message, where it is used
+                importlib.import_module(module)
+
+
+_REPORT_IMPORTS = _ReportImports()
 
 
 class _OptunaSearch(OptunaSearch):
@@ -257,11 +292,14 @@ class _Ledger(tune.Callback):
         self.attempts: dict[str, int] = {}  # trial key -> attempts so far, earlier experiments included
         self.lost: set[str] = set()  # keys whose last attempt failed because its worker was lost
         self.write_error: LedgerWriteError | None = None  # the output folder stopped taking writes: the run stops
+        self.expected = 0  # trials in this experiment (`_fit` sets it)
+        self.started = 0
 
     def __getstate__(self) -> dict:  # Tune pickles its callbacks into tuner.pkl; the ledger only lives in-process
         return {"finished": self.finished}
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.started += 1
         self.view.started(trial.trial_id)
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
@@ -304,6 +342,8 @@ class _Ledger(tune.Callback):
             raise
         self.finished[spec.key] = self.finished.get(spec.key, 0) + 1
         self.view.finished(row)
+        if self.expected and self.started >= self.expected:  # every trial has started and a slot is now idle
+            _REPORT_IMPORTS.start()
 
 
 class _SearchSpace:
