@@ -228,6 +228,46 @@ def test_a_clean_run_prints_only_what_a_user_can_act_on(tmp_path) -> None:
     assert len(lines) >= 5
 
 
+def test_a_local_ray_instance_starts_no_idle_workers(tmp_path) -> None:
+    """The driver's own local Ray instance starts worker processes on demand only (driver.LOCAL_RAY_CONFIG): a
+    second after `ray.init` there is no idle worker, where Ray's default would have started one per CPU. Then an
+    actor still gets a worker (Tune's trials run in actors)."""
+    script = (
+        "import os, pathlib, time, ray\n"
+        "from ablation.run.driver import ray_session\n"
+        "def descendants():\n"  # this driver's Ray processes (raylet, its workers), not another instance's
+        "    parent = {}\n"
+        "    for stat in pathlib.Path('/proc').glob('[0-9]*/stat'):\n"
+        "        try:\n"
+        "            fields = stat.read_text().rsplit(')', 1)[1].split()\n"
+        "            parent[stat.parent] = int(fields[1])\n"
+        "        except (OSError, IndexError, ValueError):\n"
+        "            pass\n"
+        "    mine, grew = {os.getpid()}, True\n"
+        "    while grew:\n"
+        "        new = {int(p.name) for p, pp in parent.items() if pp in mine} - mine\n"
+        "        mine, grew = mine | new, bool(new)\n"
+        "    return mine - {os.getpid()}\n"
+        "def cmdline(pid):\n"
+        "    try:\n"
+        "        return pathlib.Path(f'/proc/{pid}/cmdline').read_bytes()\n"
+        "    except OSError:\n"
+        "        return b''\n"
+        "with ray_session(None, 2, 0):\n"
+        "    time.sleep(1.5)\n"
+        "    idle = [pid for pid in descendants() if b'ray::IDLE' in cmdline(pid)]\n"
+        "    A = ray.remote(num_cpus=1)(type('A', (), {'ping': lambda self: 'pong'}))\n"
+        "    print(len(idle), ray.get(A.remote().ping.remote(), timeout=60), len(descendants()) > 0)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "pong", "True"], done.stdout
+
+
 def test_serial_runner_gives_the_same_results_as_ray(ray_session, tmp_path) -> None:
     """The --serial debugging runner and the Ray trainable are the same trial: same rows, same scores (up to float
     rounding: the two processes may pick differently vectorised kernels)."""
