@@ -229,12 +229,12 @@ def test_a_clean_run_prints_only_what_a_user_can_act_on(tmp_path) -> None:
 
 
 def test_a_local_ray_instance_starts_no_idle_workers(tmp_path) -> None:
-    """The driver's own local Ray instance starts worker processes on demand only (driver.LOCAL_RAY_CONFIG): a
+    """The driver's own local Ray instance starts worker processes on demand only (session.LOCAL_RAY_CONFIG): a
     second after `ray.init` there is no idle worker, where Ray's default would have started one per CPU. Then an
     actor still gets a worker (Tune's trials run in actors)."""
     script = (
         "import os, pathlib, time, ray\n"
-        "from ablation.run.driver import ray_session\n"
+        "from ablation.run.session import ray_session\n"
         "def descendants():\n"  # this driver's Ray processes (raylet, its workers), not another instance's
         "    parent = {}\n"
         "    for stat in pathlib.Path('/proc').glob('[0-9]*/stat'):\n"

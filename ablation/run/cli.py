@@ -138,10 +138,10 @@ def _ray_for(args: argparse.Namespace, study: Study) -> Iterator[None]:
     if args.serial:
         yield
         return
-    from . import driver  # Ray is imported only when a study runs on it
+    from . import session  # Ray is imported only when a study runs on it
 
-    with driver.ray_session(args.address, args.num_cpus, args.num_gpus):
-        driver.check_cluster(study.resources, args.storage)
+    with session.ray_session(args.address, args.num_cpus, args.num_gpus):
+        session.check_cluster(study.resources, args.storage)
         yield
 
 

@@ -1,5 +1,5 @@
-"""The Ray runner: connect to Ray, then drive a study's trials through Ray Tune with an Optuna searcher, recording each
-outcome in the ledger the moment Tune reports it.
+"""The Ray runner: drive a study's trials through Ray Tune with an Optuna searcher (on the Ray that `session` started or
+reached), recording each outcome in the ledger the moment Tune reports it.
 
 Grid and LOCO studies: the trials are enumerated up front, one categorical dimension whose choices are the trial
 keys, all enqueued in the order they should start (`longest_first`: the most work first, so short trials fill the
@@ -16,13 +16,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import logging
 import math
-import os
 import pickle
 import threading
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,64 +36,11 @@ from ..results.ledger import LedgerWriteError, ResultStore
 from ..results.rows import FAILED, STOPPED, make_row
 from ..study.design import TrialSpec, spec_for, variant_with
 from ..study.schema import Dimension, Resources, Study, search_trial_name
-from .context import RunContext, StartError
+from .context import RunContext
 from .estimate import longest_first
 from .progress import StudyView
 from .search_history import SEED_ATTR, TRIAL_ATTR, open_history, suggest
 from .trainable import GALLERY_PART, HISTORY_PART, ROW_FILE, SCORES_PART, run_trial
-
-# A local Ray instance starts no idle worker processes ahead of demand: by default the raylet starts one per CPU as the
-# driver connects, and on a small machine their imports compete with the driver's start while Tune still starts its
-# own actors' workers. `studies/attention.yaml --set seeds=[0] --no-report`, three runs each in turns (2 cores,
-# docs/performance.md): command to the first trial 10.16 / 8.23 / 7.86 s without them, 11.21 / 10.57 / 9.37 s with.
-LOCAL_RAY_CONFIG = {"prestart_worker_first_driver": False}
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None, num_cpus: int | None, num_gpus: int | None) -> Iterator[None]:
-    """Ray for the duration of a run: an already-connected Ray (a test session's) as is, else the cluster at
-    `address` (or `$RAY_ADDRESS`), else a new local instance that is shut down at the end. Ray's own logs stay in
-    its session folder; the driver prints only what a user can act on."""
-    _quiet()
-    if ray.is_initialized():
-        yield
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    try:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        else:
-            ray.init(
-                address="local",
-                num_cpus=num_cpus,
-                num_gpus=num_gpus,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                _system_config=LOCAL_RAY_CONFIG,
-            )
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        where = f"Ray cluster at {address}" if address else "a local Ray instance"
-        raise StartError(f"cannot start or reach {where}: {str(e).splitlines()[0]}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def check_cluster(resources: Resources, storage: str | None) -> None:
-    """Refuse a cluster that cannot run the study: too small for one trial, or multi-node without shared storage."""
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) > 1 and storage is None:
-        raise StartError(
-            f"this Ray cluster has {len(nodes)} nodes: give --storage a path every node can "
-            f"reach (an NFS mount or s3://bucket/path)"
-        )
-    available = ray.cluster_resources()
-    for key, resource in (("cpus", "CPU"), ("gpus", "GPU")):
-        wanted, have = getattr(resources, f"{key}_per_trial"), available.get(resource, 0)
-        if wanted > have:
-            raise StartError(f"resources.{key}_per_trial: {wanted} {resource}s per trial, but the cluster has {have:g}")
 
 
 def run_grid(
@@ -420,18 +364,3 @@ def _worker_lost(trial) -> bool:
     except Exception:  # no such file, or an error that cannot be unpickled here: not known to be a lost worker
         return False
     return isinstance(error, ray.exceptions.RayActorError)
-
-
-def _quiet() -> None:
-    """Keep Ray's and Optuna's chatter out of the study's output (it stays in Ray's log folder)."""
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    # Ray 2.59+ turns token authentication on for every new local instance and logs a notice about it each time;
-    # the notice is Ray's default at work, not something to act on, so it is not shown (authentication stays on).
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    logging.getLogger("ray.tune.search.optuna.optuna_search").setLevel(logging.ERROR)  # GridSampler's Study.stop note
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # Progress reports carry val_auc only at evaluation points; the final report always has it.
-    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy engine honours verbose=0; the new one prints banners anyway
