@@ -12,7 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ablation.results.ledger import HISTORY_FILE, SCORES_FILE, TRIALS_FILE, ResultStore, load_results, part_name
+from ablation.results.ledger import (
+    HISTORY_FILE,
+    SCORES_FILE,
+    TRIALS_FILE,
+    ResultStore,
+    load_results,
+    part_name,
+    read_parquet,
+    write_parquet,
+)
 
 
 def _row(key: str, status: str = "ok", auc: float = 0.7) -> dict:
@@ -192,3 +201,46 @@ def test_parts_of_a_trial_whose_row_never_landed_are_not_results(tmp_path) -> No
     }
     _record(store, "b|seed=0|nut")
     assert set(load_results(tmp_path).scores["trial_key"]) == {"a|seed=0|nut", "b|seed=0|nut"}
+
+
+def test_a_reader_never_sees_a_file_mixed_from_two_versions_while_a_study_rewrites_it(tmp_path) -> None:
+    """pd.read_parquet(path) opens a path twice (footer, then pages), so a file replaced between the two fails to
+    decode (CI failed on it once); the ledger's readers use one handle. A writer replaces trials.parquet and a
+    scores part in a loop while load_results reads: every read succeeds and holds exactly one version."""
+    import threading
+
+    store = ResultStore(tmp_path)
+    _record(store, "a")
+    stop, written = threading.Event(), [0]
+
+    def write(n: int) -> None:  # version n: n + 1 trials rows of seed n, n + 1 score rows starting at n
+        frame = pd.DataFrame([{**_row(f"k{i}"), "seed": n} for i in range(n)] + [_row("a") | {"seed": n}])
+        write_parquet(frame, tmp_path / TRIALS_FILE)
+        write_parquet(_scores("a", n=n + 1, offset=n), tmp_path / SCORES_FILE / part_name("a"))
+        written[0] += 1
+
+    def rewrite() -> None:
+        n = 1
+        while not stop.is_set():
+            n = n % 40 + 1
+            write(n)
+
+    write(1)
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    reads = 0
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            got = load_results(tmp_path)
+            n = int(got.trials["seed"].iloc[0])
+            assert len(got.trials) == n + 1 and (got.trials["seed"] == n).all()  # one version, whole
+            scores = got.scores
+            assert len(scores) >= 2 and scores["score"].iloc[0] == len(scores) - 1  # offset n, n + 1 rows
+            assert len(read_parquet(tmp_path / TRIALS_FILE)) >= 2
+            reads += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert reads > 20 and written[0] > 20, (reads, written[0])

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ablation.results.ledger import HISTORY_FILE, SCORES_FILE, TRIALS_FILE
+from ablation.results.ledger import HISTORY_FILE, SCORES_FILE, TRIALS_FILE, read_parquet
 from ablation.run.cli import main
 
 from .studies import write_study
@@ -158,11 +158,12 @@ def test_resume_after_the_driver_is_killed(tmp_path) -> None:
     driver = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        if (out / TRIALS_FILE).exists() and len(pd.read_parquet(out / TRIALS_FILE)) >= 2:
+        # read_parquet, not pd.read_parquet: the running driver replaces the file (see tests/test_ledger.py)
+        if (out / TRIALS_FILE).exists() and len(read_parquet(out / TRIALS_FILE)) >= 2:
             break
         assert driver.poll() is None, driver.stdout.read().decode()[-2000:]
         time.sleep(0.5)
-    before = pd.read_parquet(out / TRIALS_FILE)
+    before = read_parquet(out / TRIALS_FILE)
     driver.send_signal(signal.SIGKILL)
     driver.wait(timeout=60)
     assert 2 <= len(before) < 6, "the kill came too late to test anything"
