@@ -269,6 +269,41 @@ def test_a_local_ray_instance_starts_no_idle_workers(tmp_path) -> None:
     assert done.stdout.split() == ["0", "pong", "True"], done.stdout
 
 
+def test_a_released_ray_shuts_down_beside_the_driver_and_a_borrowed_one_stays_up(ray_session, tmp_path) -> None:
+    """RaySession.release (called when a run's trials are over): the driver's own Ray shuts down on a background
+    thread, so release returns at once and the driver goes on (the ledger, the report) while Ray stops; leaving
+    `ray_session` waits for it. A Ray the caller had started (this test session's) is left up."""
+    from ablation.run.session import RaySession
+    from ablation.run.session import ray_session as session_for_run
+
+    with session_for_run(None, 2, 0) as borrowed:
+        assert not borrowed.owned
+        borrowed.release()
+    assert ray_session.is_initialized()
+    RaySession(owned=False).close()
+    assert ray_session.is_initialized()
+
+    script = (
+        "import time, ray\n"
+        "from ablation.run.session import ray_session\n"
+        "with ray_session(None, 1, 0) as held:\n"
+        "    assert held.owned and ray.get(ray.remote(lambda: 7).remote(), timeout=60) == 7\n"
+        "    start = time.monotonic()\n"
+        "    held.release()\n"
+        "    released = time.monotonic() - start\n"
+        "    held.release()\n"  # twice: one shutdown
+        "print(f'{released:.3f}', round(time.monotonic() - start, 3), ray.is_initialized())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    released, closed, up = done.stdout.split()
+    assert float(released) < 0.2 < float(closed) and up == "False", done.stdout  # shutdown itself takes about 1.4 s
+
+
 def test_serial_runner_gives_the_same_results_as_ray(ray_session, tmp_path) -> None:
     """The --serial debugging runner and the Ray trainable are the same trial: same rows, same scores (up to float
     rounding: the two processes may pick differently vectorised kernels)."""

@@ -14,7 +14,7 @@ import itertools
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -124,25 +124,26 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.serial and study.design == "search":
         raise StartError("--serial runs grid and loco studies; a search study needs Ray Tune (drop --serial)")
     open_output(out, study, args.resume)  # refuse a folder in the way before touching it (again under the lock)
-    with hold_output(out), _ray_for(args, study):  # one writer per folder; Ray up and checked; nothing written yet
+    with hold_output(out), _ray_for(args, study) as release_ray:  # one writer per folder; Ray up and checked
         store, changes = open_output(out, study, args.resume)
         for change in changes:
             _say(console, f"resume: the study file changed since the last run, continuing: {change}")
         store.save_study(study)
-        return _run_trials(args, study, store, categories, specs, planned, data, console)
+        return _run_trials(args, study, store, categories, specs, planned, data, console, release_ray)
 
 
 @contextlib.contextmanager
-def _ray_for(args: argparse.Namespace, study: Study) -> Iterator[None]:
-    """A Ray session for the run (none with --serial), the cluster checked against the study's resources."""
+def _ray_for(args: argparse.Namespace, study: Study) -> Iterator[Callable[[], None]]:
+    """A Ray session for the run (none with --serial), the cluster checked against the study's resources; yields
+    what to call once the trials are over (Ray then shuts down while the ledger folds and the report renders)."""
     if args.serial:
-        yield
+        yield lambda: None
         return
     from . import session  # Ray is imported only when a study runs on it
 
-    with session.ray_session(args.address, args.num_cpus, args.num_gpus):
+    with session.ray_session(args.address, args.num_cpus, args.num_gpus) as ray_held:
         session.check_cluster(study.resources, args.storage)
-        yield
+        yield ray_held.release
 
 
 def _run_trials(
@@ -154,6 +155,7 @@ def _run_trials(
     planned: int,
     data: dict[str, CategoryData],
     console: Console,
+    release_ray: Callable[[], None],
 ) -> int:
     """Run what is left of the study, fold the ledger, render the report."""
     out = store.out
@@ -178,6 +180,7 @@ def _run_trials(
         status = EXIT_OK
     else:
         status = _run_on_ray(args, study, rounds, data, store, planned, console)
+    release_ray()  # the trials are over: Ray shuts down beside what follows
     store.finish()  # the scores and history parts folded into one file each
 
     if status == EXIT_INTERRUPTED:
