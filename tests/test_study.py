@@ -200,7 +200,7 @@ SHIPPED_TRIALS = {
     "attention_adaptive": 40,  # adaptive seeds: the worst case (every variant at 10 seeds)
     "score_normalize": 32,  # adaptive seeds: the worst case (every variant at 8 seeds)
     "elpv_recipe": 24,
-    "compute_dtype": 12,
+    "compute_dtype": 32,  # adaptive seeds: the worst case (both precisions at 8 seeds)
 }
 
 
