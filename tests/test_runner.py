@@ -229,6 +229,15 @@ def test_a_clean_run_prints_only_what_a_user_can_act_on(tmp_path) -> None:
     assert len(lines) >= 5
 
 
+def _run_python(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a script in a fresh Python that starts its own local Ray (no $RAY_ADDRESS); it must succeed."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 def test_a_local_ray_instance_starts_no_idle_workers(tmp_path) -> None:
     """The driver's own local Ray instance starts worker processes on demand only (session.LOCAL_RAY_CONFIG): a
     second after `ray.init` there is no idle worker, where Ray's default would have started one per CPU. Then an
@@ -260,12 +269,7 @@ def test_a_local_ray_instance_starts_no_idle_workers(tmp_path) -> None:
         "    A = ray.remote(num_cpus=1)(type('A', (), {'ping': lambda self: 'pong'}))\n"
         "    print(len(idle), ray.get(A.remote().ping.remote(), timeout=60), len(descendants()) > 0)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_python(script, tmp_path)
     assert done.stdout.split() == ["0", "pong", "True"], done.stdout
 
 
@@ -294,12 +298,7 @@ def test_a_released_ray_shuts_down_beside_the_driver_and_a_borrowed_one_stays_up
         "    held.release()\n"  # twice: one shutdown
         "print(f'{released:.3f}', round(time.monotonic() - start, 3), ray.is_initialized())\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _run_python(script, tmp_path)
     released, closed, up = done.stdout.split()
     assert float(released) < 0.2 < float(closed) and up == "False", done.stdout  # shutdown itself takes about 1.4 s
 
