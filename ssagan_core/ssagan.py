@@ -58,5 +58,5 @@ class Generator(nn.Module):
                 skips.append(x)
                 x = self.down[k](x)
         for up, decode, skip in zip(self.up, self.decoder, reversed(skips), strict=True):
-            x = decode(torch.cat([up(x), skip], dim=1))
+            x = decode.forward_concat([up(x), skip])  # = decode(torch.cat([up(x), skip], dim=1))
         return self.head(x)

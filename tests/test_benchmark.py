@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from ssagan_core import benchmark
 from ssagan_core.benchmark import images_per_second, main, parse_model
 
 
@@ -28,6 +29,24 @@ def test_benchmark_prints_one_row_per_model_with_ratios(capsys) -> None:
     rows = capsys.readouterr().out.splitlines()[2:]
     assert [r.split()[0] for r in rows] == ["ssagan", "ssagan"]
     assert float(rows[0].split()[-1]) == 1.0 and float(rows[1].split()[-1]) > 0
+
+
+def test_every_step_trains_on_the_whole_batch(monkeypatch, capsys) -> None:
+    """The rate counts --batch-size images per iteration, so every step must have that many: the benchmark's data
+    holds exactly --batch-size training images (a held-out fraction once left 30 of 32, 7 of 8, 3 of 4)."""
+    seen, real_train = [], benchmark.train
+
+    def recording_train(model_cfg, train_cfg, data, **kwargs):
+        seen.append((len(data.train.images), train_cfg.batch_size))
+        return real_train(model_cfg, train_cfg, data, **kwargs)
+
+    monkeypatch.setattr("ssagan_core.benchmark.train", recording_train)
+    tiny = "ssagan attention=false base_channels=4 max_channels=16 ndf=4 nz=8"
+    for batch in ("4", "8"):
+        argv = ["--image-size", "32", "--batch-size", batch, "--iterations", "1", "--warmup", "1", "--rounds", "1"]
+        assert main([*argv, "--threads", "1", tiny]) == 0
+    assert seen == [(4, 4), (8, 8)]
+    capsys.readouterr()
 
 
 @pytest.mark.parametrize(

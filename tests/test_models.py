@@ -24,7 +24,7 @@ from ssagan_core import (
     count_parameters,
     train,
 )
-from ssagan_core.blocks import BilinearUp2, upsample2x_by_matmul
+from ssagan_core.blocks import BilinearUp2, DoubleConv, conv_of_concat, make_conv, upsample2x_by_matmul
 
 from .helpers import SWITCHES, TINY, random_category, switch_id
 
@@ -197,6 +197,48 @@ def test_bilinear_up_backward_on_a_sliced_gradient_equals_torchs(channels_last: 
     reference.backward(grad)
     ours.backward(grad)
     assert torch.equal(b.grad, a.grad)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("kind", ["dsc", "standard"])
+def test_conv_of_a_concatenation_by_parts_equals_the_conv_of_the_concatenation(kind: str, bias: bool) -> None:
+    """conv(cat(a, b)) computed part by part with the weights' channel slices: the same output and the same
+    gradients for the inputs and every weight (float64, so only summation order can differ)."""
+    torch.manual_seed(0)
+    conv = make_conv(kind, 12, 5).double()
+    if bias:  # make_conv builds none (BatchNorm follows); conv_of_concat still adds one once
+        for m in conv.modules():
+            if isinstance(m, nn.Conv2d):
+                m.bias = nn.Parameter(torch.randn(m.out_channels, dtype=torch.float64))
+    parts = [torch.randn(2, c, 6, 7, dtype=torch.float64, requires_grad=True) for c in (7, 1, 4)]
+    whole = conv(torch.cat(parts, dim=1))
+    by_parts = conv_of_concat(conv, parts)
+    torch.testing.assert_close(by_parts, whole, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(whole)
+    inputs = [*parts, *conv.parameters()]
+    expected = torch.autograd.grad(whole, inputs, grad)
+    for ours, reference in zip(torch.autograd.grad(by_parts, inputs, grad), expected, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=switch_id)
+def test_the_generator_without_its_concatenations_computes_the_same(switches: dict, monkeypatch) -> None:
+    """The decoder's stages never build the skip concatenation (`DoubleConv.forward_concat`); putting it back
+    changes no output and no gradient of the generator, for every switch combination."""
+    cfg = ModelConfig(model="ssagan", image_size=32, **switches, **TINY)
+    torch.manual_seed(0)
+    generator = build_generator(cfg).double().train()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    results = []
+    for concatenate in (False, True):
+        if concatenate:
+            monkeypatch.setattr(DoubleConv, "forward_concat", lambda self, parts: self(torch.cat(parts, dim=1)))
+        generator.zero_grad()
+        out = generator(x)
+        out.square().sum().backward()
+        results.append([out.detach(), *(p.grad.clone() for p in generator.parameters())])
+    for ours, reference in zip(*results, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("model", ["ssagan", "skip_ganomaly", "ganomaly", "anogan"])
