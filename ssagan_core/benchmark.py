@@ -34,7 +34,7 @@ from .reference import load_reference
 from .training import train
 
 REFERENCE = "official skip-ganomaly"
-# WARMUP: why the warm-up is 4 iterations by default: under `train.cpu_memory: keep` the process's heap grows to its
+# Why the warm-up is 4 iterations by default: under `train.cpu_memory: keep` the process's heap grows to its
 # working set over the first 2-3 iterations of a model, and those iterations are slower by the page faults of the
 # new memory (getrusage's minor faults per iteration, 64 px, batch 32, fp32: the attention-off generator 120k, 242k,
 # 46k, then 0-4k; the official networks 228k, 45k, 12k, then 0; 128 px alike). A warm-up of 1-2 left those
@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--iterations", type=int, default=8, help="timed iterations per round (%(default)s)")
-    parser.add_argument("--warmup", type=int, default=4, help="untimed iterations first (%(default)s: see WARMUP)")
+    parser.add_argument(
+        "--warmup", type=int, default=4, help="untimed iterations first (%(default)s: the first 2-3 grow the heap)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--device", default="auto")

@@ -128,10 +128,10 @@ class _DenseGradBilinear2x(torch.autograd.Function):
 
     Where the upsampled map is concatenated with a skip, the gradient reaching the upsampling is a channel slice of
     the concatenation's gradient: strided, dense in neither format (the paper's generator no longer builds that
-    concatenation, `conv_of_concat`, and hands it a dense gradient: then the copy is a no-op). torch's CPU backward kernel runs
-    2.3-3.4x slower on such a gradient than on a dense channels_last one, more than the copy costs (measured at the
-    64 px generator's shapes, batch 32, 2 threads: 512x8x8 19.1 -> 5.7 ms, 256x16x16 47.1 -> 18.6 ms, 128x32x32
-    100.6 -> 44.0 ms forward + backward). The result is the same to the bit."""
+    concatenation, `conv_of_concat`, so its gradient arrives dense and the copy is a no-op). torch's CPU backward
+    kernel runs 2.3-3.4x slower on such a gradient than on a dense channels_last one, more than the copy costs
+    (measured at the 64 px generator's shapes, batch 32, 2 threads: 512x8x8 19.1 -> 5.7 ms, 256x16x16 47.1 -> 18.6
+    ms, 128x32x32 100.6 -> 44.0 ms forward + backward). The result is the same to the bit."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
